@@ -1,8 +1,6 @@
 "Same configuration, same machine, same threads: the same bits, and the same results file."
-import json
 import torch
 
-from compress_papers.core import set_seed
 from compress_papers.data import digits
 from compress_papers.results import Claim, save_results
 from compress_papers.train import TrainConfig, evaluate, train_or_load

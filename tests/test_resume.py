@@ -1,7 +1,6 @@
 """A training process killed with SIGKILL resumes from its last epoch and ends with the same bits as an
 uninterrupted run; no torn or temporary file is ever left in the cache."""
-import os, signal, subprocess, sys, textwrap, time
-from pathlib import Path
+import os, signal, subprocess, sys, textwrap
 
 import torch
 
