@@ -11,14 +11,14 @@ import torch.nn.functional as F
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['VGG_SMALL', 'MODELS', 'LeNet5', 'VGG', 'BasicBlock', 'ResNet', 'Inception', 'SmallInception', 'get_model',
+__all__ = ['VGG_SMALL', 'VGG16', 'MODELS', 'LeNet5', 'VGG', 'BasicBlock', 'ResNet', 'Inception', 'SmallInception', 'get_model',
            'model_for']
 
 # %% ../nbs/03_models.ipynb #04710672
 def _out_shape(features: nn.Module, in_channels: int, input_size: int, name: str) -> torch.Size:
     "Shape of `features` applied to one image, or a ValueError saying the input is too small."
-    try:
-        with torch.no_grad(): return features(torch.zeros(1, in_channels, input_size, input_size)).shape
+    try:   # two zero images: BatchNorm needs two values per channel where the map is 1x1; zeros leave the same statistics
+        with torch.no_grad(): return features(torch.zeros(2, in_channels, input_size, input_size))[:1].shape
     except RuntimeError as e:
         raise ValueError(f"input_size={input_size} is too small for {name}: {e}") from None
 
@@ -41,6 +41,8 @@ class LeNet5(nn.Module):
 
 # %% ../nbs/03_models.ipynb #75083184
 VGG_SMALL = (32, "M", 64, "M", 128, 128, "M")
+# VGG-16 as the CIFAR pruning papers use it (13 conv-BN-ReLU layers); the last pool is left to the global average pool
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
 
 class VGG(nn.Module):
     "VGG-style net from a config of channel counts and 'M' (max-pool); conv-BN-ReLU blocks, GAP, linear head."
@@ -122,7 +124,7 @@ class SmallInception(nn.Module):
 
 # %% ../nbs/03_models.ipynb #64b46d72
 MODELS = {
-    "lenet5": LeNet5, "vgg-small": VGG, "inception-small": SmallInception,
+    "lenet5": LeNet5, "vgg-small": VGG, "vgg16": lambda **kw: VGG(**kw, cfg=VGG16), "inception-small": SmallInception,
     "resnet8": lambda **kw: ResNet(8, **kw), "resnet20": lambda **kw: ResNet(20, **kw), "resnet56": lambda **kw: ResNet(56, **kw),
 }
 

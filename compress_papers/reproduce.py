@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import check_choice, get_device, project_root
-from .data import DATASETS, _find_cifar
+from .data import DATASETS, _find_cifar, _find_imagenet
 from .results import figures_root, write_report
 
 # %% auto #0
@@ -25,16 +25,43 @@ class Paper:
     title: str
     full: dict = field(default_factory=dict)
     budget_s: int = 180
+    on_data: dict = field(default_factory=dict)
+    datasets: tuple = ("mnist5k", "digits", "cifar10")
+
+    def params(self, size: str, data: str) -> dict:
+        "The papermill parameters for a run at `size` on `data` (beyond size, device, data, data_root)."
+        check_choice("data", data, self.datasets)
+        extra = self.on_data.get(data, {})
+        return {**(self.full if size == "full" else {}), **extra.get("all", {}), **(extra.get("full", {}) if size == "full" else {})}
 
 PAPERS = {p.name: p for p in [
     Paper("baselines", "10_baselines.ipynb", "Baselines: the full-precision reference models", {}, 180),
     Paper("constraint-aware", "11_constraint_aware.ipynb", "Constraint-aware compression (Chen et al., ECCV'18)",
           {"seeds": [0, 1, 2, 3, 4], "constraints": [0.3, 0.15, 0.08, 0.05], "budget": 24, "n_init": 6, "T": 3,
            "train_limit": 2000, "latency_seeds": [0, 1, 2, 3, 4], "latency_budget": 16, "bench_ns": [10, 20, 30, 50],
-           "other_gammas": [0.5, 2.0]}, 240),
+           "other_gammas": [0.5, 2.0]}, 240,
+          on_data={"imagenet": {   # AlexNet as in the paper; the official code's bo_iters 100 and 10k-iteration fine-tunes
+              "all": {"model_name": "tv:alexnet", "eval_images": 1000, "finetune_lr": 0.001},
+              "full": {"seeds": [0, 1, 2], "budget": 100, "n_init": 10, "T": 5, "finetune_epochs": 1, "train_limit": 320_000,
+                       "latency_seeds": [0], "latency_budget": 40}}},
+          datasets=("mnist5k", "cifar10", "imagenet")),
     Paper("lqnets", "13_lqnets.ipynb", "LQ-Nets: learned quantizers (Zhang et al., ECCV'18)",
           {"seeds": [0, 1, 2], "epochs": 3, "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32]],
-           "bn_configs": [[1, 2], [2, 2]], "bn_epochs": 2, "train_limit": None, "bench_steps": 15}, 180),
+           "bn_configs": [[1, 2], [2, 2]], "bn_epochs": 2, "train_limit": None, "bench_steps": 15}, 180,
+          on_data={"cifar10": {"all": {"model_name": "resnet20", "bn_configs": [], "lr": 0.02},
+                               "full": {"epochs": 30, "configs": [[1, 2], [2, 2], [3, 3], [2, 32], [3, 32]]}},
+                   "imagenet": {"all": {"model_name": "tv:resnet18", "bn_configs": [], "stat_images": 64},
+                                "full": {"seeds": [0], "epochs": 5,
+                                         "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32], [4, 32]]}}},
+          datasets=("mnist5k", "cifar10", "imagenet")),
+    Paper("dcp", "17_dcp.ipynb", "Discrimination-aware channel pruning (Zhuang et al., NeurIPS'18)",
+          {"seeds": [0, 1, 2], "rates": [0.3, 0.5, 0.75], "res_seeds": [0, 1, 2], "lambdas": [0.001, 0.01, 0.1],
+           "epsilons": [0.01, 0.003, 0.001], "eps_seeds": [0, 1, 2], "n_samples": 128, "refit_steps": 2, "stage_steps": 8,
+           "ft_epochs": 1, "ft_limit": 1000, "bench_repeats": 20}, 240,
+          on_data={"cifar10": {   # the paper's CIFAR-10 models; selection on 5k images, longer fine-tunes (GPU)
+              "all": {"model_name": "vgg16", "width": 1.0, "res_model": "resnet56"},
+              "full": {"n_samples": 5000, "refit_steps": 20, "stage_steps": 2000, "ft_epochs": 40, "ft_limit": None}}},
+          datasets=("mnist5k", "cifar10")),
 ]}
 
 PLANNED = {
@@ -87,7 +114,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     import papermill as pm
     nbs = Path(nbs or project_root() / "nbs"); runs = Path(runs or nbs / "_runs"); out = Path(out or figures_root())
     params = {"size": size, "device": device, "data": data, "data_root": None if data_root is None else str(data_root)}
-    if size == "full": params.update(paper.full)
+    params.update(paper.params(size, data))
     runs.mkdir(parents=True, exist_ok=True)
     dest = runs / f"{paper.name}-{size}.ipynb"
     t0, status, error = time.perf_counter(), "ok", None
@@ -106,9 +133,11 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
 def check_inputs(size: str, device: str, data: str, data_root=None):
     "Refuse bad run settings before anything runs (ValueError / FileNotFoundError naming what is allowed)."
     check_choice("size", size, ("smoke", "full")); check_choice("data", data, DATASETS); get_device(device)
-    if data == "cifar10":
-        if data_root is None: raise ValueError("--data cifar10 needs --data-root DIR (the folder holding cifar-10-batches-py)")
-        _find_cifar(data_root)
+    if data in ("cifar10", "imagenet"):
+        if data_root is None:
+            raise ValueError(f"--data {data} needs --data-root DIR (the folder holding "
+                             + ("cifar-10-batches-py)" if data == "cifar10" else "train/ and val/ class folders)"))
+        (_find_cifar if data == "cifar10" else _find_imagenet)(data_root)
     elif data_root is not None and not Path(data_root).is_dir():
         raise FileNotFoundError(f"data folder {str(data_root)!r} does not exist")
 
@@ -121,6 +150,9 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
     selected = select_papers(papers, registry)
     out = Path(out or figures_root())
     records = []
+    skipped = [p.name for p in selected if data not in p.datasets]
+    if skipped: log(f"skipped (no configuration for data={data}): {', '.join(skipped)}")
+    selected = [p for p in selected if data in p.datasets]
     for i, p in enumerate(selected, 1):
         log(f"[{i}/{len(selected)}] {p.name} ({p.notebook}, size={size}, device={device}, data={data}) ...")
         r = run_notebook(p, size, device, data, data_root, out, cache, nbs, runs, html)
@@ -142,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--size", default="full", choices=("smoke", "full"), help="smoke: seconds per notebook; full: the published run")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     r.add_argument("--data", default="mnist5k", choices=DATASETS)
-    r.add_argument("--data-root", default=None, help="folder with the dataset files (CIFAR-10: cifar-10-batches-py)")
+    r.add_argument("--data-root", default=None, help="folder with the dataset files (CIFAR-10: cifar-10-batches-py; ImageNet: train/ and val/)")
     r.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     r.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
     r.add_argument("--html", action=argparse.BooleanOptionalAction, default=None, help="render executed notebooks to HTML (default: at full size)")

@@ -15,16 +15,18 @@ from tqdm.auto import tqdm
 
 from .core import (atomic_torch_save, cache_root, check_choice, check_int, config_hash,
                                   get_device, set_seed)
-from .data import DATASETS, Dataset, Loader, Split, get_data
+from .data import DATASETS, Dataset, FolderSplit, Loader, Split, get_data
 from .models import MODELS, model_for
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'TrainConfig', 'make_optimizer', 'make_scheduler',
-           'evaluate', 'fit', 'checkpoint_path', 'train_or_load', 'finetune', 'baseline_config', 'pretrained']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'CIFAR_RECIPE', 'TrainConfig',
+           'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path', 'train_or_load', 'finetune',
+           'baseline_config', 'torchvision_pretrained', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #446b799f
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
+AUGMENTS = ("crop-flip", "rrc-flip")   # CIFAR padded crops; ImageNet random resized crops
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,7 +55,7 @@ class TrainConfig:
         if not (self.lr > 0 and math.isfinite(self.lr)): raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if self.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
         if not self.width > 0: raise ValueError(f"width must be > 0; got {self.width!r}")
-        if self.augment is not None: check_choice("augment", self.augment, ("crop-flip",))
+        if self.augment is not None: check_choice("augment", self.augment, AUGMENTS)
 
     def replace(self, **kw) -> "TrainConfig": return dataclasses.replace(self, **kw)
 
@@ -77,8 +79,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 
 # %% ../nbs/04_train.ipynb #d51a21a8
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split | Loader, device="cpu", batch_size: int = 500) -> dict:
-    "Mean cross-entropy loss and accuracy of `model` on a `Split` or `Loader`."
+def evaluate(model: nn.Module, data: Split | FolderSplit | Loader, device="cpu", batch_size: int = 500) -> dict:
+    "Mean cross-entropy loss and accuracy of `model` on a split or a `Loader`."
     device = get_device(device)
     loader = data if isinstance(data, Loader) else Loader(data, batch_size, device=device)
     was_training = model.training; model.eval()
@@ -160,15 +162,18 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
     return model, history
 
 # %% ../nbs/04_train.ipynb #2250c079
+def _auto_augment(data: Dataset) -> str | None: return {"cifar10": "crop-flip", "imagenet": "rrc-flip"}.get(data.name)
+
 def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01, seed: int = 0, device="cpu",
              batch_size: int = 64, optimizer: str = "sgd", schedule: str = "cosine", weight_decay: float = 5e-4,
-             limit: int | None = None, progress: bool = False) -> list[dict]:
+             limit: int | None = None, augment: str | None = "auto", progress: bool = False) -> list[dict]:
     "Train `model` (in place) for `epochs` on `data.train` (its first `limit` images if given); returns the history."
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                       weight_decay=weight_decay)
-    train = data.train if limit is None else Split(data.train.x[:check_int("limit", limit, 1)], data.train.y[:limit])
+    train = data.train if limit is None else data.train.take(check_int("limit", limit, 1))
     set_seed(seed)
-    loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device))
+    augment = _auto_augment(data) if augment == "auto" else augment
+    loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment)
     opt = make_optimizer(model, cfg)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val, device=device, progress=progress)
 
@@ -181,15 +186,39 @@ BASELINES = {
     "inception-small": TrainConfig("inception-small", epochs=6, lr=0.05, batch_size=64),
 }
 SIZES = ("smoke", "full")
+# CIFAR-10 on a GPU: the usual 160-epoch recipe (crops and flips, SGD 0.1, cosine); not run in CI
+CIFAR_RECIPE = dict(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4, augment="crop-flip")
 
 def baseline_config(name: str, size: str = "full", data: str = "mnist5k", **overrides) -> TrainConfig:
-    "The recipe for reference model `name` at `size` ('smoke': 1 epoch) on `data`."
-    check_choice("model", name, BASELINES); check_choice("size", size, SIZES)
-    cfg = BASELINES[name].replace(data=data, **overrides)
-    if data == "cifar10" and "augment" not in overrides: cfg = cfg.replace(augment="crop-flip")
+    "The recipe for reference model `name` at `size` ('smoke': 1 epoch) on `data` (CIFAR-10: any model of the zoo)."
+    check_choice("size", size, SIZES)
+    if data == "cifar10" and name in MODELS: cfg = TrainConfig(name, data=data, **CIFAR_RECIPE)
+    else:
+        check_choice("model", name, BASELINES)
+        cfg = BASELINES[name].replace(data=data, **({"augment": "rrc-flip"} if data == "imagenet" else {}))
+    cfg = cfg.replace(**overrides)
     return cfg.replace(epochs=1) if size == "smoke" else cfg
+
+def torchvision_pretrained(name: str, device="cpu") -> nn.Module:
+    "torchvision model `name` ('tv:resnet18' or 'resnet18') with its ImageNet weights from the torch hub cache."
+    import torchvision.models as tvm
+    arch = name[3:] if name.startswith("tv:") else name
+    check_choice("torchvision model", arch, tvm.list_models(module=tvm))
+    w = tvm.get_model_weights(arch).DEFAULT
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
+    if not path.exists():
+        raise FileNotFoundError(f"the ImageNet weights of {arch} are not in the torch hub cache: expected {str(path)!r}. "
+                                f"Fetch them once: python -c \"import torchvision; torchvision.models.get_model('{arch}', weights='DEFAULT')\"")
+    model = tvm.get_model(arch, weights=None, num_classes=len(w.meta["categories"]))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(get_device(device)).eval()
 
 def pretrained(name: str, size: str = "full", data: str = "mnist5k", device="cpu", data_root=None, progress: bool = True, **overrides):
     "The trained reference model `name` (from the cache, trained on first use) and its history."
+    if name.startswith("tv:"):
+        if data != "imagenet":
+            raise ValueError(f"torchvision models come pretrained on ImageNet only (data='imagenet'); for data={data!r} "
+                             f"use one of {', '.join(map(repr, BASELINES))}")
+        return torchvision_pretrained(name, device), []
     cfg = baseline_config(name, size, data, **overrides)
     return train_or_load(cfg, device=device, data_root=data_root, progress=progress)
