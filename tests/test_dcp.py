@@ -58,3 +58,17 @@ def test_bad_layer_and_structure(dg):
         dcp_prune(m, dg, CFG, layers=["features.3.conv1"])
     with pytest.raises(TypeError, match="BasicBlocks"):
         dcp_prune(get_model("inception-small", input_size=8), dg, CFG)
+
+
+def test_vgg16_of_the_cifar10_configuration_prunes():
+    "The full-scale configuration's VGG-16 (13 conv layers, P = 2) goes through DCP (tiny width and random data, for time)."
+    from compress_papers.data import Dataset, Split
+    from compress_papers.reproduce import PAPERS
+    assert PAPERS["dcp"].params("full", "cifar10")["model_name"] == "vgg16"
+    g = torch.Generator().manual_seed(0)
+    mk = lambda n: Split(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+    ds = Dataset("cifar10", mk(64), mk(16), mk(16), 10)
+    m = get_model("vgg16", 3, 10, 32, width=1 / 16).eval()
+    res = dcp_prune(m, ds, DCPConfig(rate=0.5, heads=2, n_samples=32, refit_steps=1, stage_steps=1))
+    assert len(res.keep) == 12
+    with torch.no_grad(): assert torch.allclose(res.model(ds.test.x), res.masked(ds.test.x), atol=1e-5)
