@@ -11,10 +11,12 @@ from compress_papers.reproduce import select_papers
 
 
 @pytest.mark.parametrize("call, exc, message", [
-    (lambda: get_data("imagenet"), ValueError, "data must be one of 'mnist5k', 'digits', 'cifar10'"),
+    (lambda: get_data("svhn"), ValueError, "data must be one of 'mnist5k', 'digits', 'cifar10', 'imagenet'"),
+    (lambda: get_data("imagenet"), ValueError, "imagenet needs a data folder"),
+    (lambda: get_data("imagenet", root="/nonexistent"), FileNotFoundError, "ImageNet not found"),
     (lambda: get_data("cifar10"), ValueError, "needs a data folder"),
     (lambda: get_data("cifar10", root="/nonexistent"), FileNotFoundError, "expected data_batch_1"),
-    (lambda: stratified_split(np.repeat(np.arange(10), 5), 0.0, 0.05), ValueError, "split is empty"),
+    (lambda: stratified_split(np.arange(5), 0.1, 0.1), ValueError, "split is empty"),   # one example per class: no training set
     (lambda: get_data("mnist5k", val=0.5, test=0.5), ValueError, "training set is not empty"),
     (lambda: get_data("mnist5k", val=1.5), ValueError, "val must be in [0, 1)"),
     (lambda: get_model("resnet19"), ValueError, "model must be one of 'lenet5', 'vgg-small'"),
