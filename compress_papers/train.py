@@ -16,17 +16,18 @@ from tqdm.auto import tqdm
 from .core import (atomic_torch_save, cache_root, check_choice, check_int, config_hash,
                                   get_device, set_seed)
 from .data import DATASETS, Dataset, FolderSplit, Loader, Split, get_data
-from .models import MODELS, model_for
+from .models import MODELS, get_model, model_for
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'CIFAR_RECIPE', 'TrainConfig',
-           'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path', 'train_or_load', 'finetune',
-           'baseline_config', 'torchvision_pretrained', 'pretrained']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'DATA_AUGMENT', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'CIFAR_RECIPE',
+           'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path', 'train_or_load',
+           'finetune', 'baseline_config', 'torchvision_pretrained', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #446b799f
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 AUGMENTS = ("crop-flip", "rrc-flip")   # CIFAR padded crops; ImageNet random resized crops
+DATA_AUGMENT = {"cifar10": "crop-flip", "imagenet": "rrc-flip"}   # each dataset's usual augmentation (none: no entry)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -162,8 +163,6 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
     return model, history
 
 # %% ../nbs/04_train.ipynb #2250c079
-def _auto_augment(data: Dataset) -> str | None: return {"cifar10": "crop-flip", "imagenet": "rrc-flip"}.get(data.name)
-
 def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01, seed: int = 0, device="cpu",
              batch_size: int = 64, optimizer: str = "sgd", schedule: str = "cosine", weight_decay: float = 5e-4,
              limit: int | None = None, augment: str | None = "auto", progress: bool = False) -> list[dict]:
@@ -172,7 +171,7 @@ def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01,
                       weight_decay=weight_decay)
     train = data.train if limit is None else data.train.take(check_int("limit", limit, 1))
     set_seed(seed)
-    augment = _auto_augment(data) if augment == "auto" else augment
+    augment = DATA_AUGMENT.get(data.name) if augment == "auto" else augment
     loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment)
     opt = make_optimizer(model, cfg)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val, device=device, progress=progress)
@@ -187,29 +186,26 @@ BASELINES = {
 }
 SIZES = ("smoke", "full")
 # CIFAR-10 on a GPU: the usual 160-epoch recipe (crops and flips, SGD 0.1, cosine); not run in CI
-CIFAR_RECIPE = dict(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4, augment="crop-flip")
+CIFAR_RECIPE = dict(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4)
 
 def baseline_config(name: str, size: str = "full", data: str = "mnist5k", **overrides) -> TrainConfig:
     "The recipe for reference model `name` at `size` ('smoke': 1 epoch) on `data` (CIFAR-10: any model of the zoo)."
     check_choice("size", size, SIZES)
     if data == "cifar10" and name in MODELS: cfg = TrainConfig(name, data=data, **CIFAR_RECIPE)
-    else:
-        check_choice("model", name, BASELINES)
-        cfg = BASELINES[name].replace(data=data, **({"augment": "rrc-flip"} if data == "imagenet" else {}))
-    cfg = cfg.replace(**overrides)
+    else: cfg = BASELINES[check_choice("model", name, BASELINES)].replace(data=data)
+    cfg = cfg.replace(**{"augment": DATA_AUGMENT.get(data), **overrides})
     return cfg.replace(epochs=1) if size == "smoke" else cfg
 
 def torchvision_pretrained(name: str, device="cpu") -> nn.Module:
     "torchvision model `name` ('tv:resnet18' or 'resnet18') with its ImageNet weights from the torch hub cache."
     import torchvision.models as tvm
     arch = name[3:] if name.startswith("tv:") else name
-    check_choice("torchvision model", arch, tvm.list_models(module=tvm))
+    model = get_model(f"tv:{arch}", 3, 1000)                       # checks the name; ImageNet has 1000 classes
     w = tvm.get_model_weights(arch).DEFAULT
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
     if not path.exists():
         raise FileNotFoundError(f"the ImageNet weights of {arch} are not in the torch hub cache: expected {str(path)!r}. "
                                 f"Fetch them once: python -c \"import torchvision; torchvision.models.get_model('{arch}', weights='DEFAULT')\"")
-    model = tvm.get_model(arch, weights=None, num_classes=len(w.meta["categories"]))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(get_device(device)).eval()
 
