@@ -45,6 +45,11 @@ PAPERS = {p.name: p for p in [
               "full": {"seeds": [0, 1, 2], "budget": 100, "n_init": 10, "T": 5, "finetune_epochs": 1, "train_limit": 320_000,
                        "latency_seeds": [0], "latency_budget": 40}}},
           datasets=("mnist5k", "cifar10", "imagenet")),
+    Paper("accnet", "12_accnet.ipynb", "AccNet: fast high-dimensional filtering (Dai et al., NeurIPS'18)",
+          {"test_photos": ["astronaut", "coffee", "chelsea"], "side": 256, "sigma_s": 4.0, "steps": 150, "crop": 128, "seeds": [0, 1, 2],
+           "ranks": [1, 2, 4], "bench_side": 512, "bench_sigma_s": 8.0, "bench_fs": [0.5, 0.75, 1.0, 1.5, 2.0], "acc_fs": [0.5, 1.0],
+           "cv2_radii": [1.0, 1.5, 2.0, 3.0], "sigma_curve": [2.0, 4.0, 8.0, 16.0], "exact_curve_max": 8.0, "bench_repeats": 5}, 180,
+          datasets=("mnist5k", "digits", "cifar10", "imagenet")),   # photos, whatever the data
     Paper("lqnets", "13_lqnets.ipynb", "LQ-Nets: learned quantizers (Zhang et al., ECCV'18)",
           {"seeds": [0, 1, 2], "epochs": 3, "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32]],
            "bn_configs": [[1, 2], [2, 2]], "bn_epochs": 2, "train_limit": None, "bench_steps": 15}, 180,
