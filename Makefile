@@ -56,7 +56,10 @@ smoke: $(STAMP)
 	ls $$tmp/figures/*/; test -s $$tmp/figures/REPORT.md; \
 	for f in nbs/_runs/figures-smoke/*/results.json; do \
 	  p=$$(basename $$(dirname $$f)); \
-	  if [ -f $$tmp/figures/$$p/results.json ]; then cmp $$f $$tmp/figures/$$p/results.json && echo "ok: $$p results.json identical across two runs"; fi; \
+	  if [ -f $$tmp/figures/$$p/results.json ]; then \
+	    if cmp $$f $$tmp/figures/$$p/results.json; then echo "ok: $$p results.json identical across two runs"; \
+	    else echo "FAIL: $$p results.json differs between the nbdev_test run and the smoke run"; rm -rf $$tmp; exit 1; fi; \
+	  fi; \
 	done; rm -rf $$tmp
 
 ## JupyterLab on nbs/ with the project's environment (installs JupyterLab on first use).
