@@ -4,9 +4,11 @@
 
 # %% ../nbs/13_lqnets.ipynb #14634aa6
 from __future__ import annotations
-import math
+import functools, math
 from dataclasses import dataclass
 
+import numba
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,9 +18,10 @@ from .quant import (DoReFaActivation, DoReFaWeight, QuantizedLayer, check_bits, 
                                    replace_layers)
 
 # %% auto #0
-__all__ = ['FP_BITS', 'code_matrix', 'lq_levels', 'nearest_level', 'lq_quantize', 'bit_planes', 'bitwise_dot',
-           'b_step_bruteforce', 'qem_v_step', 'qem_step', 'quant_error', 'LQQuantizer', 'LQConfig', 'lq_model',
-           'export_lq', 'load_lq', 'export_size', 'uniform_basis', 'fit_uniform_scale']
+__all__ = ['FP_BITS', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'lq_quantize', 'bit_planes', 'bitwise_dot',
+           'b_step_bruteforce', 'v_step', 'qem_v_step', 'qem_step', 'quant_error', 'b_step_stats', 'fast_v_step',
+           'LQQuantizer', 'LQConfig', 'lq_model', 'export_lq', 'load_lq', 'export_size', 'uniform_basis',
+           'fit_uniform_scale']
 
 # %% ../nbs/13_lqnets.ipynb #ffcae35a
 def code_matrix(K: int, signed: bool) -> torch.Tensor:
@@ -27,15 +30,23 @@ def code_matrix(K: int, signed: bool) -> torch.Tensor:
     bits = (torch.arange(2 ** K)[:, None] >> torch.arange(K)) & 1
     return (2 * bits - 1 if signed else bits).float()
 
+@functools.lru_cache(maxsize=None)
+def _codes(K: int, signed: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    "`code_matrix` cached per dtype and device: a training step needs it twice per quantizer (never modified in place)."
+    return code_matrix(K, signed).to(dtype=dtype, device=device)
+
 def lq_levels(v: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     "Sorted levels v^T e_l (..., 2**K) and, per level, the index l of its code (Eq. 3)."
-    E = code_matrix(v.shape[-1], signed).to(v)
-    return torch.sort(v @ E.T, dim=-1, stable=True)
+    return torch.sort(v @ _codes(v.shape[-1], signed, v.dtype, v.device).T, dim=-1, stable=True)
+
+def midpoints(levels: torch.Tensor) -> torch.Tensor:
+    "The thresholds t_l = (q_l + q_{l+1}) / 2 between neighbouring sorted levels (C, 2**K) -> (C, 2**K - 1)."
+    return ((levels[:, 1:] + levels[:, :-1]) / 2).contiguous()
 
 def nearest_level(flat: torch.Tensor, v: torch.Tensor, signed: bool):
     "Rows of `flat` (C, N) against bases v (C, K): (values, index into the sorted levels, sorted levels, their code indices)."
     levels, order = lq_levels(v, signed)
-    i = torch.searchsorted(((levels[:, 1:] + levels[:, :-1]) / 2).contiguous(), flat.contiguous())
+    i = torch.searchsorted(midpoints(levels), flat.contiguous())
     q = levels[0][i] if levels.shape[0] == 1 else levels.gather(1, i)
     return q, i, levels, order
 
@@ -82,16 +93,21 @@ def _code_stats(x, idx, L, order=None):
         counts, sums = torch.zeros_like(counts).scatter_(1, order, counts), torch.zeros_like(sums).scatter_(1, order, sums)
     return counts, sums
 
-def qem_v_step(x: torch.Tensor, codes: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0, order=None) -> torch.Tensor:
-    "v-step (Eq. 8): v* = (B B^T + ridge I)^-1 (B x + ridge v) for x: (C, N), codes: (C, N), v: (C, K); pinv when ridge=0."
-    C, K = v.shape
-    E = code_matrix(K, signed).to(x)                                      # (L, K)
-    counts, sums = _code_stats(x, codes, E.shape[0], order)
-    BBt = torch.einsum("cl,lk,lj->ckj", counts, E, E)                     # sum_l n_l e_l e_l^T
+@functools.lru_cache(maxsize=None)
+def _eye(K, dtype, device): return torch.eye(K, dtype=dtype, device=device)
+
+def v_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
+    "v-step (Eq. 8) from the count n_l and sum s_l of each code l (C, 2**K): v* = (B B^T + ridge I)^-1 (B x + ridge v); pinv when ridge=0."
+    E = _codes(v.shape[-1], signed, counts.dtype, counts.device)                       # (L, K)
+    BBt = (E.T * counts[:, None, :]) @ E                                  # sum_l n_l e_l e_l^T
     Bx = sums @ E                                                         # sum_l s_l e_l
-    if ridge > 0:
-        return torch.linalg.solve(BBt + ridge * torch.eye(K, dtype=x.dtype, device=x.device), Bx + ridge * v)
-    return (torch.linalg.pinv(BBt) @ Bx[..., None])[..., 0]
+    if ridge > 0: v_star = torch.linalg.solve(BBt + ridge * _eye(v.shape[-1], BBt.dtype, BBt.device), Bx + ridge * v.to(Bx))
+    else: v_star = (torch.linalg.pinv(BBt, hermitian=True) @ Bx[..., None])[..., 0]
+    return v_star.to(v.dtype)
+
+def qem_v_step(x: torch.Tensor, codes: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
+    "v-step (Eq. 8) for x: (C, N) whose values have the code indices `codes` (C, N), with bases v: (C, K)."
+    return v_step(*_code_stats(x, codes, 2 ** v.shape[-1]), v, signed, ridge)
 
 def qem_step(x: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0, momentum: float = 0.0) -> torch.Tensor:
     "One B/v alternation (Eqs. 7-8) on x: (C, N) with v: (C, K); the new basis is momentum*v + (1-momentum)*v*."
@@ -104,13 +120,95 @@ def quant_error(x, v, signed) -> torch.Tensor:
     "||Q(x, v) - x||^2, summed (the objective of Eq. 6)."
     return (lq_quantize(x, v, signed)[0] - x).pow(2).sum()
 
+# %% ../nbs/13_lqnets.ipynb #beace1da
+_BLOCK = 16384   # values per parallel task: fixed, so the sums do not depend on the thread count
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+def _b_step_block(x, thr, lev, q, mask, above_n, above_s):
+    "One block of one row, one loop per threshold t_k: Q(x) and the count/sum above t_k (slot L-1: at or below t_0)."
+    L = lev.shape[0]
+    q[:] = lev[0]
+    for k in range(L - 1):
+        t, level, c, s, c0, s0 = thr[k], lev[k + 1], 0, 0.0, 0, 0.0
+        for j in range(x.shape[0]):
+            above = x[j] > t
+            q[j] = level if above else q[j]
+            c += above
+            s += np.float64(x[j]) if above else 0.0
+            if k == 0:
+                c0 += not above
+                s0 += 0.0 if above else np.float64(x[j])
+        above_n[k] += c; above_s[k] += s
+        if k == 0: above_n[L - 1] += c0; above_s[L - 1] += s0
+    if mask.shape[0]:
+        for j in range(x.shape[0]): mask[j] = x[j] <= lev[L - 1]
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _b_step_kernel(x, thr, lev, code, q, mask):
+    C, N = x.shape
+    L = lev.shape[1]
+    nb = (N + _BLOCK - 1) // _BLOCK
+    an, asum = np.zeros((C * nb, L)), np.zeros((C * nb, L))
+    for t in numba.prange(C * nb):
+        c, b = t // nb, t % nb
+        s, e = b * _BLOCK, min(N, (b + 1) * _BLOCK)
+        _b_step_block(x[c, s:e], thr[c], lev[c], q[c, s:e], mask[c, s:e], an[t], asum[t])
+    an, asum = an.reshape(C, nb, L).sum(1), asum.reshape(C, nb, L).sum(1)
+    counts, sums = np.zeros((C, L)), np.zeros((C, L))
+    for c in range(C):
+        for l in range(L):   # level l holds the values above t_{l-1} and not above t_l
+            n_hi, s_hi = (an[c, l], asum[c, l]) if l < L - 1 else (0.0, 0.0)
+            n_lo, s_lo = (an[c, l - 1], asum[c, l - 1]) if l > 0 else (an[c, L - 1] + n_hi, asum[c, L - 1] + s_hi)
+            counts[c, code[c, l]], sums[c, code[c, l]] = n_lo - n_hi, s_lo - s_hi
+    return counts, sums
+
+def _fast(x: torch.Tensor, v: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == v.dtype and x.dtype in (torch.float32, torch.float64) and v.shape[-1] <= 4
+
+def b_step_stats(flat: torch.Tensor, v: torch.Tensor, signed: bool, clip: bool = False):
+    "B-step (Eq. 7) on rows of `flat` (C, N) with bases v (C, K), and the v-step's statistics from the same pass: (Q(x), n_l and s_l by code as float64 (C, 2**K), the mask x <= q_max if `clip`, else None)."
+    if flat.numel() == 0: raise ValueError("b_step_stats needs a non-empty tensor")
+    if not _fast(flat, v):
+        q, i, levels, order = nearest_level(flat, v, signed)
+        counts, sums = _code_stats(flat.double(), i, levels.shape[1], order)
+        return q, counts, sums, (flat <= levels[:, -1:]) if clip else None
+    levels, order = lq_levels(v, signed)
+    x = flat.contiguous()
+    q, mask = torch.empty_like(x), torch.empty(x.shape if clip else (x.shape[0], 0), dtype=torch.bool)
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    counts, sums = _b_step_kernel(x.numpy(), midpoints(levels).numpy(), levels.contiguous().numpy(), order.numpy(), q.numpy(), mask.numpy())
+    return q, torch.from_numpy(counts), torch.from_numpy(sums), mask if clip else None
+
+# %% ../nbs/13_lqnets.ipynb #414ce7ce
+@numba.njit(cache=True, nogil=True)
+def _v_step_kernel(counts, sums, E, v, ridge):
+    C, K = v.shape
+    out = np.empty((C, K))
+    for c in range(C):
+        A, b = np.zeros((K, K)), np.zeros(K)          # B B^T = sum_l n_l e_l e_l^T, B x = sum_l s_l e_l
+        for l in range(E.shape[0]):
+            for i in range(K):
+                b[i] += sums[c, l] * E[l, i]
+                for j in range(K): A[i, j] += counts[c, l] * E[l, i] * E[l, j]
+        if ridge > 0:
+            for i in range(K): A[i, i] += ridge; b[i] += ridge * v[c, i]
+            out[c] = np.linalg.solve(A, b)
+        else: out[c] = np.linalg.pinv(A) @ b
+    return out
+
+def fast_v_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
+    "`v_step` (Eq. 8) as one numba call for float64 statistics on the CPU (as `b_step_stats` returns them); `v_step` itself otherwise."
+    if counts.device.type != "cpu" or counts.dtype != torch.float64 or v.device.type != "cpu": return v_step(counts, sums, v, signed, ridge)
+    E = _codes(v.shape[-1], signed, torch.float64, counts.device)
+    return torch.from_numpy(_v_step_kernel(counts.numpy(), sums.numpy(), E.numpy(), v.detach().double().numpy(), float(ridge))).to(v.dtype)
+
 # %% ../nbs/13_lqnets.ipynb #f60c5305
 class _QuantSTE(torch.autograd.Function):
-    "Forward: q. Backward: the gradient passes to x (only where x <= q_max, if given): the (clipped) STE."
+    "Forward: q. Backward: the gradient passes to x (only where `mask`, x <= q_max, if given): the (clipped) STE."
     @staticmethod
-    def forward(ctx, x, q, q_max):
-        ctx.clip = q_max is not None
-        if ctx.clip: ctx.save_for_backward(x <= q_max)
+    def forward(ctx, x, q, mask):
+        ctx.clip = mask is not None
+        if ctx.clip: ctx.save_for_backward(mask)
         return q
     @staticmethod
     def backward(ctx, g):
@@ -143,12 +241,11 @@ class LQQuantizer(nn.Module):
 
     def forward(self, x):
         flat = (x.reshape(x.shape[0], -1) if self.signed else x.reshape(1, -1)).detach()
-        q, i, levels, order = nearest_level(flat, self.basis, self.signed)   # with the basis as it was
+        clip = not self.signed and torch.is_grad_enabled() and x.requires_grad
+        q, counts, sums, mask = b_step_stats(flat, self.basis, self.signed, clip)   # with the basis as it was
         if self.training:
-            with torch.no_grad():
-                v_star = qem_v_step(flat, i, self.basis, self.signed, self.ridge, order=order)
-                self.basis.mul_(self.momentum).add_((1 - self.momentum) * v_star)
-        return _QuantSTE.apply(x, q.reshape(x.shape), None if self.signed else levels[0, -1])
+            with torch.no_grad(): self.basis.lerp_(fast_v_step(counts, sums, self.basis, self.signed, self.ridge), 1 - self.momentum)
+        return _QuantSTE.apply(x, q.reshape(x.shape), mask.reshape(x.shape) if clip else None)
 
     def extra_repr(self):
         return f"bits={self.bits}, kind={self.kind!r}, channels={self.basis.shape[0] if self.signed else 'layer'}, momentum={self.momentum}, ridge={self.ridge:g}"
