@@ -19,9 +19,8 @@ from .quant import (DoReFaActivation, DoReFaWeight, QuantizedLayer, check_bits, 
 
 # %% auto #0
 __all__ = ['FP_BITS', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'lq_quantize', 'bit_planes', 'bitwise_dot',
-           'b_step_bruteforce', 'v_step', 'qem_v_step', 'qem_step', 'quant_error', 'b_step_stats', 'fast_v_step',
-           'LQQuantizer', 'LQConfig', 'lq_model', 'export_lq', 'load_lq', 'export_size', 'uniform_basis',
-           'fit_uniform_scale']
+           'b_step_bruteforce', 'v_step', 'qem_v_step', 'qem_step', 'quant_error', 'qem_pass', 'LQQuantizer',
+           'LQConfig', 'lq_model', 'export_lq', 'load_lq', 'export_size', 'uniform_basis', 'fit_uniform_scale']
 
 # %% ../nbs/13_lqnets.ipynb #ffcae35a
 def code_matrix(K: int, signed: bool) -> torch.Tensor:
@@ -36,8 +35,9 @@ def _codes(K: int, signed: bool, dtype: torch.dtype, device: torch.device) -> to
     return code_matrix(K, signed).to(dtype=dtype, device=device)
 
 def lq_levels(v: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    "Sorted levels v^T e_l (..., 2**K) and, per level, the index l of its code (Eq. 3)."
-    return torch.sort(v @ _codes(v.shape[-1], signed, v.dtype, v.device).T, dim=-1, stable=True)
+    "Sorted levels v^T e_l (..., 2**K) and, per level, the index l of its code (Eq. 3). Summed in float64 and rounded once."
+    E = _codes(v.shape[-1], signed, torch.float64, v.device)
+    return torch.sort((v.double() @ E.T).to(v.dtype), dim=-1, stable=True)
 
 def midpoints(levels: torch.Tensor) -> torch.Tensor:
     "The thresholds t_l = (q_l + q_{l+1}) / 2 between neighbouring sorted levels (C, 2**K) -> (C, 2**K - 1)."
@@ -123,6 +123,19 @@ def quant_error(x, v, signed) -> torch.Tensor:
 # %% ../nbs/13_lqnets.ipynb #beace1da
 _BLOCK = 16384   # values per parallel task: fixed, so the sums do not depend on the thread count
 
+@numba.njit(cache=True, nogil=True)
+def _row_levels(v, E, lev, code, thr):
+    "`lq_levels` and `midpoints` for one row: float64 sums rounded once, a stable sort."
+    L, K = E.shape
+    raw = np.empty(L, lev.dtype)
+    for l in range(L):
+        s = 0.0
+        for k in range(K): s += np.float64(v[k]) * E[l, k]
+        raw[l] = s
+    order = np.argsort(raw, kind="mergesort")
+    for l in range(L): lev[l], code[l] = raw[order[l]], order[l]
+    for l in range(L - 1): thr[l] = (lev[l] + lev[l + 1]) * lev.dtype.type(0.5)
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
 def _b_step_block(x, thr, lev, q, mask, above_n, above_s):
     "One block of one row, one loop per threshold t_k: Q(x) and the count/sum above t_k (slot L-1: at or below t_0)."
@@ -143,10 +156,27 @@ def _b_step_block(x, thr, lev, q, mask, above_n, above_s):
     if mask.shape[0]:
         for j in range(x.shape[0]): mask[j] = x[j] <= lev[L - 1]
 
+# %% ../nbs/13_lqnets.ipynb #414ce7ce
+@numba.njit(cache=True, nogil=True)
+def _v_star(counts, sums, E, v, ridge):
+    "Eq. 8 for one row: B B^T = sum_l n_l e_l e_l^T, B x = sum_l s_l e_l, then the ridge solve or the pseudo-inverse."
+    L, K = E.shape
+    A, b = np.zeros((K, K)), np.zeros(K)
+    for l in range(L):
+        for i in range(K):
+            b[i] += sums[l] * E[l, i]
+            for j in range(K): A[i, j] += counts[l] * E[l, i] * E[l, j]
+    if ridge > 0:
+        for i in range(K): A[i, i] += ridge; b[i] += ridge * v[i]
+        return np.linalg.solve(A, b)
+    return np.linalg.pinv(A) @ b
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _b_step_kernel(x, thr, lev, code, q, mask):
+def _qem_kernel(x, v, E, q, mask, ridge, momentum, update):
     C, N = x.shape
-    L = lev.shape[1]
+    L, K = E.shape
+    lev, code, thr = np.empty((C, L), x.dtype), np.empty((C, L), np.int64), np.empty((C, L - 1), x.dtype)
+    for c in range(C): _row_levels(v[c], E, lev[c], code[c], thr[c])
     nb = (N + _BLOCK - 1) // _BLOCK
     an, asum = np.zeros((C * nb, L)), np.zeros((C * nb, L))
     for t in numba.prange(C * nb):
@@ -160,47 +190,32 @@ def _b_step_kernel(x, thr, lev, code, q, mask):
             n_hi, s_hi = (an[c, l], asum[c, l]) if l < L - 1 else (0.0, 0.0)
             n_lo, s_lo = (an[c, l - 1], asum[c, l - 1]) if l > 0 else (an[c, L - 1] + n_hi, asum[c, L - 1] + s_hi)
             counts[c, code[c, l]], sums[c, code[c, l]] = n_lo - n_hi, s_lo - s_hi
+        if update:           # v <- momentum v + (1 - momentum) v*
+            v_star = _v_star(counts[c], sums[c], E, v[c], ridge)
+            for k in range(K): v[c, k] += (1 - momentum) * (v_star[k] - v[c, k])
     return counts, sums
 
 def _fast(x: torch.Tensor, v: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype == v.dtype and x.dtype in (torch.float32, torch.float64) and v.shape[-1] <= 4
+    return x.device.type == v.device.type == "cpu" and x.dtype == v.dtype == torch.float32 and v.is_contiguous() and v.shape[-1] <= 4
 
-def b_step_stats(flat: torch.Tensor, v: torch.Tensor, signed: bool, clip: bool = False):
-    "B-step (Eq. 7) on rows of `flat` (C, N) with bases v (C, K), and the v-step's statistics from the same pass: (Q(x), n_l and s_l by code as float64 (C, 2**K), the mask x <= q_max if `clip`, else None)."
-    if flat.numel() == 0: raise ValueError("b_step_stats needs a non-empty tensor")
-    if not _fast(flat, v):
-        q, i, levels, order = nearest_level(flat, v, signed)
-        counts, sums = _code_stats(flat.double(), i, levels.shape[1], order)
-        return q, counts, sums, (flat <= levels[:, -1:]) if clip else None
-    levels, order = lq_levels(v, signed)
+def _qem_pass_torch(flat, v, signed, clip=False, ridge=0.0, momentum=None):
+    "`qem_pass` in torch operations: any device and dtype."
+    q, i, levels, order = nearest_level(flat, v, signed)
+    counts, sums = _code_stats(flat.double(), i, levels.shape[1], order)
+    if momentum is not None: v.lerp_(v_step(counts, sums, v, signed, ridge), 1 - momentum)
+    return q, counts, sums, (flat <= levels[:, -1:]) if clip else None
+
+def qem_pass(flat: torch.Tensor, v: torch.Tensor, signed: bool, clip: bool = False, ridge: float = 0.0, momentum: float | None = None):
+    "B-step (Eq. 7) on rows of `flat` (C, N) with bases v (C, K) as they are: (Q(x), n_l and s_l by code as float64 (C, 2**K), the mask x <= q_max if `clip`, else None). With `momentum`, also moves v in place: v <- momentum v + (1 - momentum) v* (Eq. 8)."
+    if flat.numel() == 0: raise ValueError("qem_pass needs a non-empty tensor")
+    if not _fast(flat, v): return _qem_pass_torch(flat, v, signed, clip, ridge, momentum)
     x = flat.contiguous()
     q, mask = torch.empty_like(x), torch.empty(x.shape if clip else (x.shape[0], 0), dtype=torch.bool)
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    counts, sums = _b_step_kernel(x.numpy(), midpoints(levels).numpy(), levels.contiguous().numpy(), order.numpy(), q.numpy(), mask.numpy())
+    E = _codes(v.shape[-1], signed, torch.float64, x.device)
+    counts, sums = _qem_kernel(x.numpy(), v.detach().numpy(), E.numpy(), q.numpy(), mask.numpy(), float(ridge),
+                               float(momentum or 0.0), momentum is not None)
     return q, torch.from_numpy(counts), torch.from_numpy(sums), mask if clip else None
-
-# %% ../nbs/13_lqnets.ipynb #414ce7ce
-@numba.njit(cache=True, nogil=True)
-def _v_step_kernel(counts, sums, E, v, ridge):
-    C, K = v.shape
-    out = np.empty((C, K))
-    for c in range(C):
-        A, b = np.zeros((K, K)), np.zeros(K)          # B B^T = sum_l n_l e_l e_l^T, B x = sum_l s_l e_l
-        for l in range(E.shape[0]):
-            for i in range(K):
-                b[i] += sums[c, l] * E[l, i]
-                for j in range(K): A[i, j] += counts[c, l] * E[l, i] * E[l, j]
-        if ridge > 0:
-            for i in range(K): A[i, i] += ridge; b[i] += ridge * v[c, i]
-            out[c] = np.linalg.solve(A, b)
-        else: out[c] = np.linalg.pinv(A) @ b
-    return out
-
-def fast_v_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
-    "`v_step` (Eq. 8) as one numba call for float64 statistics on the CPU (as `b_step_stats` returns them); `v_step` itself otherwise."
-    if counts.device.type != "cpu" or counts.dtype != torch.float64 or v.device.type != "cpu": return v_step(counts, sums, v, signed, ridge)
-    E = _codes(v.shape[-1], signed, torch.float64, counts.device)
-    return torch.from_numpy(_v_step_kernel(counts.numpy(), sums.numpy(), E.numpy(), v.detach().double().numpy(), float(ridge))).to(v.dtype)
 
 # %% ../nbs/13_lqnets.ipynb #f60c5305
 class _QuantSTE(torch.autograd.Function):
@@ -242,9 +257,8 @@ class LQQuantizer(nn.Module):
     def forward(self, x):
         flat = (x.reshape(x.shape[0], -1) if self.signed else x.reshape(1, -1)).detach()
         clip = not self.signed and torch.is_grad_enabled() and x.requires_grad
-        q, counts, sums, mask = b_step_stats(flat, self.basis, self.signed, clip)   # with the basis as it was
-        if self.training:
-            with torch.no_grad(): self.basis.lerp_(fast_v_step(counts, sums, self.basis, self.signed, self.ridge), 1 - self.momentum)
+        with torch.no_grad():   # Q(x) with the basis as it was; then, in training, one QEM step moves it
+            q, _, _, mask = qem_pass(flat, self.basis, self.signed, clip, self.ridge, self.momentum if self.training else None)
         return _QuantSTE.apply(x, q.reshape(x.shape), mask.reshape(x.shape) if clip else None)
 
     def extra_repr(self):
