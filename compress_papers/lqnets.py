@@ -93,15 +93,12 @@ def _code_stats(x, idx, L, order=None):
         counts, sums = torch.zeros_like(counts).scatter_(1, order, counts), torch.zeros_like(sums).scatter_(1, order, sums)
     return counts, sums
 
-@functools.lru_cache(maxsize=None)
-def _eye(K, dtype, device): return torch.eye(K, dtype=dtype, device=device)
-
 def v_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
     "v-step (Eq. 8) from the count n_l and sum s_l of each code l (C, 2**K): v* = (B B^T + ridge I)^-1 (B x + ridge v); pinv when ridge=0."
-    E = _codes(v.shape[-1], signed, counts.dtype, counts.device)                       # (L, K)
+    E = _codes(v.shape[-1], signed, counts.dtype, counts.device)         # (L, K)
     BBt = (E.T * counts[:, None, :]) @ E                                  # sum_l n_l e_l e_l^T
     Bx = sums @ E                                                         # sum_l s_l e_l
-    if ridge > 0: v_star = torch.linalg.solve(BBt + ridge * _eye(v.shape[-1], BBt.dtype, BBt.device), Bx + ridge * v.to(Bx))
+    if ridge > 0: v_star = torch.linalg.solve(BBt + ridge * torch.eye(v.shape[-1], dtype=BBt.dtype, device=BBt.device), Bx + ridge * v.to(Bx))
     else: v_star = (torch.linalg.pinv(BBt, hermitian=True) @ Bx[..., None])[..., 0]
     return v_star.to(v.dtype)
 
@@ -142,17 +139,15 @@ def _b_step_block(x, thr, lev, q, mask, above_n, above_s):
     L = lev.shape[0]
     q[:] = lev[0]
     for k in range(L - 1):
-        t, level, c, s, c0, s0 = thr[k], lev[k + 1], 0, 0.0, 0, 0.0
+        t, level, c, s, s0 = thr[k], lev[k + 1], 0, 0.0, 0.0
         for j in range(x.shape[0]):
             above = x[j] > t
             q[j] = level if above else q[j]
             c += above
             s += np.float64(x[j]) if above else 0.0
-            if k == 0:
-                c0 += not above
-                s0 += 0.0 if above else np.float64(x[j])
+            if k == 0: s0 += 0.0 if above else np.float64(x[j])
         above_n[k] += c; above_s[k] += s
-        if k == 0: above_n[L - 1] += c0; above_s[L - 1] += s0
+        if k == 0: above_n[L - 1] += x.shape[0] - c; above_s[L - 1] += s0
     if mask.shape[0]:
         for j in range(x.shape[0]): mask[j] = x[j] <= lev[L - 1]
 
