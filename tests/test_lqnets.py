@@ -1,4 +1,4 @@
-"LQ-Nets beyond the notebook: residual models, GPU-agnostic state, export round trips."
+"LQ-Nets beyond the notebook: residual models, GPU-agnostic state, export round trips, the one-pass CPU kernel against the torch path."
 import io
 import pytest
 from hypothesis import given, settings, strategies as st
