@@ -6,11 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
 TORCH := torch==2.14.1 torchvision==0.29.1
-# Optional knobs for `make reproduce`: PAPERS="baselines ..." DEVICE=cuda DATA=cifar10 DATA_ROOT=/data SIZE=full
+# Optional knobs for `make reproduce`: PAPERS="baselines ..." DEVICE=cuda DATA=cifar10 DATA_ROOT=/data SIZE=full ALLOW_DIRTY=1
 SIZE ?= full
 DEVICE ?= cpu
 DATA ?= mnist5k
-RUN_ARGS = --size $(SIZE) --device $(DEVICE) --data $(DATA) $(if $(PAPERS),--papers $(PAPERS)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+RUN_ARGS = --size $(SIZE) --device $(DEVICE) --data $(DATA) $(if $(PAPERS),--papers $(PAPERS)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ALLOW_DIRTY),--allow-dirty)
 
 .PHONY: all venv reproduce test sync-check nbtest pytest smoke lab export clean
 

@@ -14,7 +14,8 @@ from .data import DATASETS, _find_cifar, _find_imagenet
 from .results import figures_root, write_report
 
 # %% auto #0
-__all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'run_notebook', 'check_inputs', 'reproduce', 'main']
+__all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
+           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #e81f9dcd
 @dataclass(frozen=True)
@@ -112,6 +113,29 @@ def render_html(nb_path: Path, dest: Path) -> Path:
     body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
     return atomic_write_text(dest, body)
 
+def notebook_parameters(path: Path | str) -> list[str]:
+    "The names defined in a notebook's `parameters`-tagged cell (what papermill may inject)."
+    import papermill as pm
+    return list(pm.inspect_notebook(str(path)))
+
+def check_parameters(paper: Paper, size: str, data: str, nbs: Path | str | None = None):
+    "Refuse a configuration that injects a parameter the notebook's `parameters` cell does not define (a typo would be ignored)."
+    path = Path(nbs or project_root() / "nbs") / paper.notebook
+    known = notebook_parameters(path)
+    unknown = sorted(set(paper.params(size, data)) - set(known))
+    if unknown:
+        raise ValueError(f"{paper.name} ({size}, {data}) passes {unknown}, which {path.name}'s parameters cell does not define; "
+                         f"it defines: {', '.join(known)}")
+
+def _record_runtime(out: Path, paper: str, seconds: float, size: str):
+    "Add the notebook's own run time to `<paper>/timings.json` (the notebook wrote the rest)."
+    from compress_papers.core import atomic_write_json, env_stamp
+    p = out / paper / "timings.json"
+    import json
+    doc = json.loads(p.read_text()) if p.exists() else {"env": env_stamp(), "timings": {}}
+    doc["timings"]["notebook run"] = {"seconds": round(seconds, 1), "size": size}
+    atomic_write_json(p, doc)
+
 def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: str = "mnist5k", data_root=None,
                  out: Path | None = None, cache: Path | None = None, nbs: Path | None = None,
                  runs: Path | None = None, html: bool | None = None) -> dict:
@@ -130,6 +154,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     except Exception as e:  # a failing notebook is reported, not fatal
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     seconds = time.perf_counter() - t0
+    if status == "ok" and (out / paper.name).is_dir(): _record_runtime(out, paper.name, seconds, size)
     if status == "ok" and (html if html is not None else size == "full"):
         render_html(dest, out / paper.name / f"{paper.name}.html")
     return {"paper": paper.name, "status": status, "seconds": round(seconds, 1), "error": error, "executed": str(dest)}
@@ -146,13 +171,24 @@ def check_inputs(size: str, device: str, data: str, data_root=None):
     elif data_root is not None and not Path(data_root).is_dir():
         raise FileNotFoundError(f"data folder {str(data_root)!r} does not exist")
 
+def check_committed(size: str, allow_dirty: bool = False, root: Path | None = None):
+    "A full-size run writes the committed results: refuse one from a tree with uncommitted changes to nbs/ or compress_papers/."
+    from compress_papers.core import git_sha
+    sha = git_sha(root)
+    if size == "full" and sha.endswith("-dirty") and not allow_dirty:
+        raise ValueError(f"the tree has uncommitted changes in nbs/ or compress_papers/ ({sha}): commit them first, so the results "
+                         "carry a commit that regenerates them, or pass --allow-dirty for a run whose results you will not commit")
+
 def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str = "mnist5k", data_root=None,
               out=None, cache=None, registry: dict | None = None, nbs=None, runs=None, html: bool | None = None,
-              log=print) -> list[dict]:
+              log=print, allow_dirty: bool = False) -> list[dict]:
     "Run the selected papers' notebooks, then write REPORT.md; returns one record per notebook."
     check_inputs(size, device, data, data_root)
     registry = PAPERS if registry is None else registry
     selected = select_papers(papers, registry)
+    check_committed(size, allow_dirty)
+    for p in selected:
+        if data in p.datasets: check_parameters(p, size, data, nbs)
     out = Path(out or figures_root())
     records = []
     skipped = [p.name for p in selected if data not in p.datasets]
@@ -182,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="folder with the dataset files (CIFAR-10: cifar-10-batches-py; ImageNet: train/ and val/)")
     r.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     r.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
+    r.add_argument("--allow-dirty", action="store_true", help="run at full size from a tree with uncommitted changes (results not to be committed)")
     r.add_argument("--html", action=argparse.BooleanOptionalAction, default=None, help="render executed notebooks to HTML (default: at full size)")
     rep = sub.add_parser("report", help="rebuild REPORT.md from saved results, without running anything")
     rep.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
@@ -200,10 +237,11 @@ def main(argv=None) -> int:
         return 0
     try:
         check_inputs(args.size, args.device, args.data, args.data_root)
-        select_papers(args.papers)
+        select_papers(args.papers); check_committed(args.size, args.allow_dirty)
     except (ValueError, FileNotFoundError, TypeError) as e:
         ap.error(str(e))
-    recs = reproduce(args.papers, args.size, args.device, args.data, args.data_root, args.out, args.cache, html=args.html)
+    recs = reproduce(args.papers, args.size, args.device, args.data, args.data_root, args.out, args.cache, html=args.html,
+                     allow_dirty=args.allow_dirty)
     failed = [r["paper"] for r in recs if r["status"] != "ok"]
     total = sum(r["seconds"] for r in recs)
     print(f"{len(recs) - len(failed)}/{len(recs)} notebooks ran in {total:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -16,8 +16,9 @@ from .core import (atomic_write_bytes, atomic_write_json, atomic_write_text, che
                                   env_stamp, figures_root, project_root)
 
 # %% auto #0
-__all__ = ['VERDICTS', 'mean_std', 'Claim', 'results_root', 'paper_dir', 'save_results', 'load_results', 'save_claims',
-           'save_timings', 'load_timings', 'save_table', 'save_figure', 'claims_table', 'timings_table', 'write_report']
+__all__ = ['VERDICTS', 'KINDS', 'mean_std', 'Claim', 'correct_string', 'Paired', 'paired_compare', 'results_root',
+           'speed_compare', 'speed_claim', 'paper_dir', 'save_results', 'load_results', 'save_claims', 'save_timings',
+           'load_timings', 'save_table', 'save_figure', 'claims_table', 'timings_table', 'write_report']
 
 # %% ../nbs/01_results.ipynb #b548091a
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -27,7 +28,8 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 # %% ../nbs/01_results.ipynb #afa375ce
-VERDICTS = ("reproduced", "partly", "not reproduced", "not measured")
+VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive", "not measured")
+KINDS = ("paper", "sanity", "speed")
 
 @dataclass
 class Claim:
@@ -43,19 +45,100 @@ class Claim:
     unit: str = ""
     checks: dict = field(default_factory=dict)
     verdict: str = "not measured"
+    kind: str = "paper"           # 'paper' (counted in the headline), 'sanity' or 'speed'
 
     def __post_init__(self):
         if not self.id or not isinstance(self.id, str): raise ValueError("Claim.id must be a non-empty string")
         if not isinstance(self.paper_verified, bool): raise TypeError("Claim.paper_verified must be True or False")
-        check_choice("Claim.verdict", self.verdict, VERDICTS)
+        check_choice("Claim.verdict", self.verdict, VERDICTS); check_choice("Claim.kind", self.kind, KINDS)
 
-    def judge(self, checks: dict[str, bool]) -> "Claim":
-        "Set the verdict from named checks: all true -> reproduced, some -> partly, none -> not reproduced."
+    def judge(self, checks: dict[str, bool | None]) -> "Claim":
+        "Set the verdict from named checks (True holds, False fails, None cannot tell); see the table above."
         if not checks: raise ValueError("judge needs at least one named check")
-        self.checks = {str(k): bool(v) for k, v in checks.items()}
-        n_ok = sum(self.checks.values())
-        self.verdict = "reproduced" if n_ok == len(self.checks) else "partly" if n_ok else "not reproduced"
+        bad = {k: v for k, v in checks.items() if v is not None and not isinstance(v, (bool, np.bool_))}
+        if bad: raise TypeError(f"a check must be True, False or None (cannot tell); got {bad}")
+        self.checks = {str(k): None if v is None else bool(v) for k, v in checks.items()}
+        vals = list(self.checks.values())
+        self.verdict = ("reproduced" if all(v is True for v in vals) else "inconclusive" if all(v is None for v in vals)
+                        else "not reproduced" if not any(v is True for v in vals) else "partly")
         return self
+
+# %% ../nbs/01_results.ipynb #3c4d61d3
+def correct_string(correct) -> str:
+    "Per-image correctness (bools, or predictions == labels) as a string of '0'/'1', one per test image."
+    c = np.asarray(correct.cpu() if hasattr(correct, "cpu") else correct)
+    if c.ndim != 1 or c.size == 0: raise ValueError(f"correct_string needs a non-empty 1-D vector; got shape {c.shape}")
+    if c.dtype != np.bool_ and not np.isin(c, (0, 1)).all(): raise ValueError("correct_string needs booleans or 0/1 values")
+    return "".join("1" if v else "0" for v in c.astype(bool))
+
+def _as_matrix(c, name: str) -> np.ndarray:
+    "(seeds, images) bool matrix from a '0'/'1' string, a list of them, or a 1-D/2-D array."
+    if isinstance(c, str): c = [c]
+    if isinstance(c, (list, tuple)) and c and isinstance(c[0], str):
+        if any(set(s) - {"0", "1"} for s in c): raise ValueError(f"{name}: strings must hold only '0' and '1'")
+        if len({len(s) for s in c}) != 1: raise ValueError(f"{name}: every seed needs the same number of images")
+        return np.array([[ch == "1" for ch in s] for s in c], dtype=bool)
+    a = np.asarray(c.cpu() if hasattr(c, "cpu") else c)
+    if a.ndim == 1: a = a[None]
+    if a.ndim != 2 or a.size == 0: raise ValueError(f"{name} must be (seeds, images) correctness; got shape {a.shape}")
+    if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all(): raise ValueError(f"{name} must hold booleans or 0/1 values")
+    return a.astype(bool)
+
+# %% ../nbs/01_results.ipynb #71e09f01
+@dataclass
+class Paired:
+    "A paired comparison of classifiers A and B on the same test images (see `paired_compare`)."
+    a: str
+    b: str
+    seeds: int
+    images: int
+    acc_a: float
+    acc_b: float
+    diff: float        # acc_a - acc_b, pooled over seeds
+    lo: float          # 95% paired bootstrap interval of diff
+    hi: float
+    n_ab: int          # images only A gets right (pooled over seeds)
+    n_ba: int          # images only B gets right
+    p_mcnemar: float   # exact two-sided McNemar p-value on the discordant images
+
+    def beats(self) -> bool | None:
+        "A beats B: True when the interval is above 0, False when below 0, None (cannot tell) otherwise."
+        return True if self.lo > 0 else False if self.hi < 0 else None
+
+    def no_worse(self, delta: float) -> bool | None:
+        "A is no worse than B by more than `delta`: True above -delta, False below it, None otherwise."
+        if not (isinstance(delta, (int, float, np.floating)) and 0 <= delta < 1):
+            raise ValueError(f"delta must be a number in [0, 1) (accuracy as a fraction); got {delta!r}")
+        return True if self.lo > -delta else False if self.hi < -delta else None
+
+    def as_dict(self) -> dict: return dataclasses.asdict(self)
+
+    def __str__(self):
+        return (f"{self.a} − {self.b}: {100 * self.diff:+.2f} pts [{100 * self.lo:+.2f}, {100 * self.hi:+.2f}], "
+                f"McNemar p={self.p_mcnemar:.3g} ({self.n_ab} vs {self.n_ba} discordant, {self.seeds} seed(s) × {self.images} images)")
+
+def paired_compare(correct_a, correct_b, names: tuple[str, str] = ("A", "B"), n_boot: int = 2000, seed: int = 0,
+                   level: float = 0.95) -> Paired:
+    """Paired comparison of two classifiers' per-image correctness `correct_a`, `correct_b` (each (seeds, images):
+    arrays, or '0'/'1' strings one per seed; seed s of A is paired with seed s of B): accuracy difference, a `level`
+    paired bootstrap interval over images (and seeds, when more than one) from `n_boot` resamples drawn with `seed`,
+    and the exact McNemar test on the discordant images pooled over seeds."""
+    from scipy.stats import binomtest
+    A, B = _as_matrix(correct_a, "correct_a"), _as_matrix(correct_b, "correct_b")
+    if A.shape != B.shape: raise ValueError(f"correct_a and correct_b must have the same (seeds, images) shape; got {A.shape} and {B.shape}")
+    if not (isinstance(n_boot, int) and n_boot >= 100): raise ValueError(f"n_boot must be an integer >= 100; got {n_boot!r}")
+    if not 0.5 < level < 1: raise ValueError(f"level must be in (0.5, 1); got {level!r}")
+    d = A.astype(np.float64) - B.astype(np.float64)        # per seed and image: +1, 0 or -1
+    S, N = d.shape; rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for k in range(n_boot):                                  # the same resampled images for every seed
+        img = rng.integers(0, N, N); sd = rng.integers(0, S, S) if S > 1 else np.zeros(1, dtype=int)
+        boot[k] = d[np.ix_(sd, img)].mean()
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    n_ab, n_ba = int((A & ~B).sum()), int((B & ~A).sum())
+    p = binomtest(n_ab, n_ab + n_ba, 0.5).pvalue if n_ab + n_ba else 1.0
+    return Paired(names[0], names[1], S, N, float(A.mean()), float(B.mean()), float(d.mean()),
+                  float(lo), float(hi), n_ab, n_ba, float(p))
 
 # %% ../nbs/01_results.ipynb #41f51a7e
 def results_root(size: str = "smoke") -> Path:
@@ -64,6 +147,36 @@ def results_root(size: str = "smoke") -> Path:
     import os
     if size == "full" or os.environ.get("COMPRESS_PAPERS_FIGURES"): return figures_root()
     return project_root() / "nbs" / "_runs" / "figures-smoke"
+
+# %% ../nbs/01_results.ipynb #91a6e67f
+def speed_compare(fns: dict, rounds: int = 15, warmup: int = 1) -> dict:
+    """Time each zero-argument callable in `fns` ({name: fn}) in `rounds` interleaved rounds after `warmup` untimed
+    calls each; returns {'median_s': {name: s}, 'rounds_s': {name: [s, ...]}, 'rounds': rounds}."""
+    import time
+    if not fns or not all(callable(f) for f in fns.values()): raise TypeError("fns must be a non-empty {name: callable} dict")
+    if not (isinstance(rounds, int) and rounds >= 3): raise ValueError(f"rounds must be an integer >= 3; got {rounds!r}")
+    if not (isinstance(warmup, int) and warmup >= 0): raise ValueError(f"warmup must be an integer >= 0; got {warmup!r}")
+    names = list(fns)
+    for n in names:
+        for _ in range(warmup): fns[n]()
+    times = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:   # rotate the order every round
+            t0 = time.perf_counter(); fns[n](); times[n].append(time.perf_counter() - t0)
+    return {"median_s": {n: float(np.median(t)) for n, t in times.items()}, "rounds_s": times, "rounds": rounds}
+
+def speed_claim(id: str, claim: str, timing: dict, fast: str, baseline: str, paper=None, paper_source: str = "",
+                paper_verified: bool = False, min_ratio: float = 1.2) -> Claim:
+    """A `speed` Claim from `speed_compare`'s `timing`: `fast` is faster than `baseline` when the median per-round ratio
+    t_baseline / t_fast is at least `min_ratio` and `fast` wins more than half of the rounds."""
+    rs = timing.get("rounds_s", {}) if isinstance(timing, dict) else {}
+    for n in (fast, baseline):
+        if n not in rs: raise ValueError(f"{n!r} was not timed; timed: {sorted(rs)}")
+    tf, tb = np.asarray(rs[fast]), np.asarray(rs[baseline])
+    ratio = float(np.median(tb / tf)); won = int((tf < tb).sum())
+    return Claim(id, claim, paper, paper_source, paper_verified, ours=round(ratio, 2), unit=f"× ({baseline} / {fast}, median)",
+                 kind="speed").judge({f"median ratio {ratio:.2f} ≥ {min_ratio}": ratio >= min_ratio,
+                                      f"{fast} wins {won}/{len(tf)} rounds (> half)": won > len(tf) / 2})
 
 # %% ../nbs/01_results.ipynb #1f318dfe
 def paper_dir(paper: str, root: Path | str | None = None) -> Path:
@@ -76,6 +189,7 @@ def save_results(paper: str, results: dict, claims: Sequence[Claim] = (), device
     "Write `<paper>/results.json`: environment stamp, the raw `results`, and the claims."
     ids = [c.id for c in claims]
     if len(set(ids)) != len(ids): raise ValueError(f"claim ids must be unique; got {ids}")
+    if any(c.kind == "speed" for c in claims): raise ValueError("speed claims vary between runs: save them with save_timings")
     doc = {"paper": paper, "env": env_stamp(device), "results": results, "claims": [dataclasses.asdict(c) for c in claims]}
     return atomic_write_json(paper_dir(paper, root) / "results.json", doc)
 
@@ -96,14 +210,19 @@ def save_claims(paper: str, claims: Sequence[Claim], root: Path | str | None = N
     doc = json.loads(p.read_text()); doc["claims"] = [dataclasses.asdict(c) for c in claims]
     return atomic_write_json(p, doc)
 
-def save_timings(paper: str, timings: dict, root: Path | str | None = None) -> Path:
-    "Write `<paper>/timings.json`: wall-clock measurements, which differ from run to run."
-    return atomic_write_json(paper_dir(paper, root) / "timings.json", {"env": env_stamp(), "timings": timings})
+def save_timings(paper: str, timings: dict, root: Path | str | None = None, claims: Sequence[Claim] = ()) -> Path:
+    "Write `<paper>/timings.json`: wall-clock measurements and speed claims, which differ from run to run."
+    if any(c.kind != "speed" for c in claims): raise ValueError("timings.json holds speed claims only (kind='speed')")
+    doc = {"env": env_stamp(), "timings": timings}
+    if claims: doc["claims"] = [dataclasses.asdict(c) for c in claims]
+    return atomic_write_json(paper_dir(paper, root) / "timings.json", doc)
 
-def load_timings(paper: str, root: Path | str | None = None) -> dict:
-    "Read `<paper>/timings.json` ({} when absent)."
+def load_timings(paper: str, root: Path | str | None = None, claims: bool = False):
+    "Read `<paper>/timings.json`: the timings ({} when absent), and with `claims=True` also its speed claims."
     p = paper_dir(paper, root) / "timings.json"
-    return json.loads(p.read_text())["timings"] if p.exists() else {}
+    doc = json.loads(p.read_text()) if p.exists() else {}
+    t = doc.get("timings", {})
+    return (t, [Claim(**c) for c in doc.get("claims", [])]) if claims else t
 
 def save_table(paper: str, name: str, df: pd.DataFrame, root: Path | str | None = None, floatfmt: str = ".4g") -> str:
     "Write `<paper>/<name>.csv` atomically and return the table as markdown."
@@ -122,48 +241,68 @@ def _fmt(v, std=None, unit=""):
     if v is None: return "—"
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         s = f"{v:.4g}" + (f" ± {std:.2g}" if std else "")
+    elif isinstance(v, (list, tuple)): s = ", ".join(_fmt(x) for x in v)
     else: s = str(v)
     return s + (f" {unit}" if unit else "")
 
+_MARK = {True: "✔", False: "✘", None: "?"}
+
 def claims_table(claims: Sequence[Claim]) -> str:
-    "The claims as a markdown table: claim, paper's number and source, ours, verdict, the checks."
+    "The claims as a markdown table: claim, paper's number and source, ours, verdict, the checks (✔ holds, ✘ fails, ? cannot tell)."
     rows = ["| id | claim | paper | source | ours | verdict | checks |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         src = (c.paper_source or "—") + ("" if c.paper_verified or c.paper is None else " (unverified)")
         ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
-        checks = "; ".join(f"{'✔' if ok else '✘'} {k}" for k, ok in c.checks.items()) or "—"
+        checks = "; ".join(f"{_MARK[ok]} {k}" for k, ok in c.checks.items()) or "—"
         rows.append(f"| `{c.id}` | {c.claim} | {_fmt(c.paper, unit=c.unit)} | {src} | {ours} | **{c.verdict}** | {checks} |")
     return "\n".join(rows)
 
+def _flatten(d: dict, path: str = "") -> dict:
+    "{row name: {column: value}}: nested dicts down to their innermost records, named by their path."
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    rows = {path: scalars} if scalars else {}
+    for k, v in d.items():
+        if isinstance(v, dict): rows.update(_flatten(v, f"{path} / {k}" if path else str(k)))
+    return rows
+
 def timings_table(timings: dict) -> str:
-    "Timings as a markdown table: one row per entry, one column per measurement (flat dicts: one row)."
-    rows = timings if all(isinstance(v, dict) for v in timings.values()) else {"": timings}
+    "Timings as a markdown table: one row per innermost record (nested dicts flattened), one column per measurement."
+    rows = _flatten(timings)
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
     lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     return "\n".join(lines + [f"| {n} | " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for n, r in rows.items()])
 
 def write_report(root: Path | str | None = None, order: Sequence[str] = (), titles: dict | None = None) -> Path:
-    "Write `<figures root>/REPORT.md` from every `<paper>/results.json` found there."
+    "Write `<figures root>/REPORT.md` from every `<paper>/results.json` (and the speed claims in `timings.json`) found there."
     root = Path(root or figures_root()); titles = titles or {}
     found = sorted(p.parent.name for p in root.glob("*/results.json"))
     papers = [p for p in order if p in found] + [p for p in found if p not in order]
     out = ["# Report: the papers' claims beside ours", "",
            "Generated by `compress-papers reproduce` from each paper's `results.json`; do not edit by hand.",
-           "Verdicts are computed from the named checks: all hold → reproduced, some → partly, none → not reproduced.", ""]
-    counts = {v: 0 for v in VERDICTS}
+           "Verdicts are computed from named checks (✔ holds, ✘ fails, ? our experiment cannot tell): all hold → reproduced, "
+           "none can tell → inconclusive, some fail and none holds → not reproduced, otherwise partly. The headline counts the "
+           "papers' claims only; sanity checks (our setup works) and speed claims (wall clock on this machine) have tables of their own.", ""]
+    counts = {v: 0 for v in VERDICTS}; n_sanity = [0, 0]; n_speed = [0, 0]
     for paper in papers:
         doc = load_results(paper, root)
-        for c in doc["claims"]: counts[c.verdict] += 1
+        tim, speed = load_timings(paper, root, claims=True)
+        kinds = {k: [c for c in doc["claims"] if c.kind == k] for k in KINDS}
+        for c in kinds["paper"]: counts[c.verdict] += 1
+        n_sanity[0] += sum(c.verdict == "reproduced" for c in kinds["sanity"]); n_sanity[1] += len(kinds["sanity"])
+        n_speed[0] += sum(c.verdict == "reproduced" for c in speed); n_speed[1] += len(speed)
         env = doc["env"]
         out += [f"## {titles.get(paper, paper)}", "",
                 f"Run on {env['device']} ({env.get('gpu') or env['cpu']}), {env['threads']} threads, torch {env['torch']}, commit `{env['git']}`.", ""]
-        out += [claims_table(doc["claims"]) if doc["claims"] else "_No claims recorded._", ""]
+        out += [claims_table(kinds["paper"]) if kinds["paper"] else "_No paper claims recorded._", ""]
+        if kinds["sanity"]: out += ["Sanity checks (our setup works; not counted as reproductions):", "", claims_table(kinds["sanity"]), ""]
+        if speed: out += ["Speed claims (wall clock on this machine, interleaved rounds; they vary between runs and machines):", "",
+                          claims_table(speed), ""]
         d = root / paper
         files = sorted(d.glob("*.png")) + sorted(d.glob("*.csv")) + sorted(d.glob("*.html"))
         if files: out += ["Files: " + ", ".join(f"[{f.name}]({paper}/{f.name})" for f in files), ""]
         out += [f"![{f.stem}]({paper}/{f.name})" for f in sorted(d.glob("*.png"))] + [""]
-        tim = load_timings(paper, root)
         if tim: out += ["Timings (wall clock; they vary between runs and machines):", "", timings_table(tim), ""]
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    out.insert(5, f"**{len(papers)} notebook(s), claims: {summary or 'none'}.**\n")
+    out.insert(5, f"**{len(papers)} notebook(s); paper claims: {summary or 'none'}. Sanity checks: {n_sanity[0]} of {n_sanity[1]} hold. "
+                  f"Speed claims: {n_speed[0]} of {n_speed[1]} reproduced.**\n")
     return atomic_write_text(root / "REPORT.md", "\n".join(out).rstrip() + "\n")
