@@ -15,7 +15,7 @@ from .results import figures_root, write_report
 
 # %% auto #0
 __all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
-           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'main']
+           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'readme_blocks', 'update_readme', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #e81f9dcd
 @dataclass(frozen=True)
@@ -205,6 +205,52 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
     log(f"report: {report}")
     return records
 
+# %% ../nbs/06_reproduce.ipynb #38cca023
+def _claims_block(doc: dict, speed: list) -> str:
+    from compress_papers.results import _fmt
+    rows = ["| claim | kind | ours | verdict |", "|---|---|---|---|"]
+    for c in doc["claims"] + speed:
+        ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
+        rows.append(f"| `{c.id}`: {c.claim} | {c.kind} | {ours} | {c.verdict} |")
+    return "\n".join(rows)
+
+def readme_blocks(root: Path | str | None = None, registry: dict | None = None) -> dict[str, str]:
+    "The README's generated blocks from the results under `root`: 'runtimes', 'baselines' and 'claims-<paper>'."
+    import csv
+    from compress_papers.results import load_results, load_timings
+    root = Path(root or figures_root()); registry = PAPERS if registry is None else registry
+    blocks, rows, total = {}, ["| notebook | full run (s) | budget (s) |", "|---|---|---|"], 0.0
+    for name, p in registry.items():
+        if not (root / name / "results.json").exists(): continue
+        tim, speed = load_timings(name, root, claims=True)
+        run = tim.get("notebook run", {})
+        if run.get("size") == "full": total += run["seconds"]
+        rows.append(f"| {name} | {run['seconds']:.0f} | {p.budget_s} |" if run.get("size") == "full" else f"| {name} | — | {p.budget_s} |")
+        blocks[f"claims-{name}"] = _claims_block(load_results(name, root), speed)
+    blocks["runtimes"] = "\n".join(rows + [f"| **total** | **{total:.0f} ({total / 60:.1f} min)** | {sum(p.budget_s for p in registry.values())} |"])
+    csv_path = root / "baselines" / "baselines.csv"
+    if csv_path.exists():
+        recs = list(csv.DictReader(csv_path.open()))
+        lines = ["| model | test acc | params | MACs | fp32 KiB |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {float(r['test acc']):.3f} | {int(r['params']):,} | {int(r['MACs']):,} | {float(r['fp32 KiB']):,.0f} |" for r in recs]
+        blocks["baselines"] = "\n".join(lines)
+    return blocks
+
+def update_readme(readme: Path | str | None = None, root: Path | str | None = None, registry: dict | None = None,
+                  write: bool = True) -> list[str]:
+    "Rewrite the README's generated blocks from the results; returns the names of the blocks that changed."
+    import re
+    from compress_papers.core import atomic_write_text
+    readme = Path(readme or project_root() / "README.md"); text = readme.read_text()
+    changed = []
+    for name, body in readme_blocks(root, registry).items():
+        pat = re.compile(rf"(<!-- generated:{re.escape(name)} -->\n).*?(\n<!-- /generated:{re.escape(name)} -->)", re.S)
+        if not pat.search(text): continue
+        new = pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+        if new != text: changed.append(name); text = new
+    if changed and write: atomic_write_text(readme, text)
+    return changed
+
 # %% ../nbs/06_reproduce.ipynb #e9316847
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="compress-papers", description="Reproduce nine neural-network compression papers.")
@@ -234,6 +280,7 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "report":
         print(write_report(args.out or figures_root(), order=list(PAPERS), titles={k: v.title for k, v in PAPERS.items()}))
+        if args.out is None: print("README blocks updated:", ", ".join(update_readme()) or "none")
         return 0
     try:
         check_inputs(args.size, args.device, args.data, args.data_root)
@@ -243,6 +290,8 @@ def main(argv=None) -> int:
     recs = reproduce(args.papers, args.size, args.device, args.data, args.data_root, args.out, args.cache, html=args.html,
                      allow_dirty=args.allow_dirty)
     failed = [r["paper"] for r in recs if r["status"] != "ok"]
+    if args.out is None and args.size == "full" and args.data == "mnist5k":
+        print("README blocks updated:", ", ".join(update_readme()) or "none")
     total = sum(r["seconds"] for r in recs)
     print(f"{len(recs) - len(failed)}/{len(recs)} notebooks ran in {total:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:
