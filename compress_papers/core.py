@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['DEVICES', 'check_choice', 'check_int', 'check_ratio', 'default_threads', 'set_seed', 'get_device', 'project_root',
-           'figures_root', 'cache_root', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json',
-           'atomic_torch_save', 'config_hash', 'git_sha', 'cpu_name', 'env_stamp']
+__all__ = ['PINNED_KERNELS', 'DEVICES', 'check_choice', 'check_int', 'check_ratio', 'default_threads', 'set_seed',
+           'pinned_kernel_env', 'cpu_kernels', 'get_device', 'project_root', 'figures_root', 'cache_root',
+           'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json', 'atomic_torch_save',
+           'config_hash', 'git_sha', 'cpu_name', 'env_stamp']
 
 # %% ../nbs/00_core.ipynb #dc8e4652
 def check_choice(name: str, value, allowed: Iterable):
@@ -56,6 +57,25 @@ def set_seed(seed: int = 0, threads: int | None = None, deterministic: bool = Tr
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if torch.backends.cudnn.is_available(): torch.backends.cudnn.benchmark = False
     return seed
+
+# %% ../nbs/00_core.ipynb #5958b28f
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+def _has_avx2() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"): return False
+    try: return any(l.startswith("flags") and " avx2" in l for l in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError: return False
+
+def pinned_kernel_env() -> dict[str, str]:
+    "Environment variables that fix torch's CPU kernels to AVX2 ({} without AVX2, or with $COMPRESS_PAPERS_NATIVE_KERNELS set)."
+    if os.environ.get("COMPRESS_PAPERS_NATIVE_KERNELS") or not _has_avx2(): return {}
+    return dict(PINNED_KERNELS)
+
+def cpu_kernels() -> str:
+    "The CPU kernels in force: ATen's capability, and the oneDNN/MKL pins when set (e.g. 'AVX2 (pinned)')."
+    cap = torch.backends.cpu.get_cpu_capability()
+    pinned = all(os.environ.get(k) == v for k, v in PINNED_KERNELS.items())
+    return cap + (" (pinned)" if pinned else "")
 
 # %% ../nbs/00_core.ipynb #6b213d31
 DEVICES = ("cpu", "cuda", "mps", "auto")
@@ -165,6 +185,6 @@ def env_stamp(device: str | torch.device = "cpu") -> dict:
     "What produced a result: versions, CPU, thread count, device, commit."
     device = get_device(device)
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_name(),
-            "threads": torch.get_num_threads(), "device": str(device),
+            "threads": torch.get_num_threads(), "cpu_kernels": cpu_kernels(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "git": git_sha()}

@@ -9,13 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import check_choice, get_device, project_root
+from .core import check_choice, get_device, pinned_kernel_env, project_root
 from .data import DATASETS, _find_cifar, _find_imagenet
 from .results import figures_root, write_report
 
 # %% auto #0
 __all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
-           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'readme_blocks', 'update_readme', 'main']
+           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'readme_blocks', 'update_readme',
+           'compare_runs', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #e81f9dcd
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     dest = runs / f"{paper.name}-{size}.ipynb"
     t0, status, error = time.perf_counter(), "ok", None
     try:
-        with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache):
+        with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache, **pinned_kernel_env()):
             pm.execute_notebook(str(nbs / paper.notebook), str(dest), parameters=params, kernel_name="python3",
                                 cwd=str(nbs), progress_bar=False, log_output=False)
     except Exception as e:  # a failing notebook is reported, not fatal
@@ -251,6 +252,24 @@ def update_readme(readme: Path | str | None = None, root: Path | str | None = No
     if changed and write: atomic_write_text(readme, text)
     return changed
 
+# %% ../nbs/06_reproduce.ipynb #4c86bbed
+def compare_runs(a: Path | str, b: Path | str, exact: bool = False, papers=None) -> list[str]:
+    "Differences between the figures folders `a` and `b`: claims whose verdict differs, and with `exact` any differing number."
+    import json
+    a, b = Path(a), Path(b)
+    found = lambda d: {p.parent.name for p in d.glob("*/results.json")}
+    names = sorted(found(a) & found(b)) if papers is None else list(papers)
+    if not names: raise ValueError(f"no paper has results in both {a} and {b}")
+    diffs = []
+    for n in names:
+        da, db = (json.loads((d / n / "results.json").read_text()) for d in (a, b))
+        va, vb = ({c["id"]: c["verdict"] for c in d["claims"]} for d in (da, db))
+        for cid in sorted(set(va) | set(vb)):
+            if va.get(cid) != vb.get(cid): diffs.append(f"{n}: {cid}: {va.get(cid, 'missing')} vs {vb.get(cid, 'missing')}")
+        if exact and (da["results"], da["claims"]) != (db["results"], db["claims"]):
+            diffs.append(f"{n}: the numbers in results.json differ")
+    return diffs
+
 # %% ../nbs/06_reproduce.ipynb #e9316847
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="compress-papers", description="Reproduce nine neural-network compression papers.")
@@ -266,6 +285,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
     r.add_argument("--allow-dirty", action="store_true", help="run at full size from a tree with uncommitted changes (results not to be committed)")
     r.add_argument("--html", action=argparse.BooleanOptionalAction, default=None, help="render executed notebooks to HTML (default: at full size)")
+    cmp = sub.add_parser("compare", help="compare two figures folders: verdicts (and with --exact the numbers); exit 1 on a difference")
+    cmp.add_argument("a"); cmp.add_argument("b")
+    cmp.add_argument("--exact", action="store_true", help="the numbers in results.json must be identical too")
+    cmp.add_argument("--papers", nargs="+", metavar="NAME", help="papers to compare (default: those in both)")
     rep = sub.add_parser("report", help="rebuild REPORT.md from saved results, without running anything")
     rep.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     return ap
@@ -278,6 +301,12 @@ def main(argv=None) -> int:
         for k, t in PLANNED.items():
             if k not in PAPERS: print(f"{k:18} {'(planned)':28} {t}")
         return 0
+    if args.cmd == "compare":
+        try: diffs = compare_runs(args.a, args.b, args.exact, args.papers)
+        except (ValueError, FileNotFoundError) as e: ap.error(str(e))
+        for d in diffs: print(d)
+        print(f"{len(diffs)} difference(s) between {args.a} and {args.b}" + (" (verdicts and numbers)" if args.exact else " (verdicts)"))
+        return 1 if diffs else 0
     if args.cmd == "report":
         print(write_report(args.out or figures_root(), order=list(PAPERS), titles={k: v.title for k, v in PAPERS.items()}))
         if args.out is None: print("README blocks updated:", ", ".join(update_readme()) or "none")

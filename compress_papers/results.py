@@ -292,7 +292,8 @@ def write_report(root: Path | str | None = None, order: Sequence[str] = (), titl
         n_speed[0] += sum(c.verdict == "reproduced" for c in speed); n_speed[1] += len(speed)
         env = doc["env"]
         out += [f"## {titles.get(paper, paper)}", "",
-                f"Run on {env['device']} ({env.get('gpu') or env['cpu']}), {env['threads']} threads, torch {env['torch']}, commit `{env['git']}`.", ""]
+                f"Run on {env['device']} ({env.get('gpu') or env['cpu']}), {env['threads']} threads, CPU kernels {env.get('cpu_kernels', 'not recorded')}, "
+                f"torch {env['torch']}, commit `{env['git']}`.", ""]
         out += [claims_table(kinds["paper"]) if kinds["paper"] else "_No paper claims recorded._", ""]
         if kinds["sanity"]: out += ["Sanity checks (our setup works; not counted as reproductions):", "", claims_table(kinds["sanity"]), ""]
         if speed: out += ["Speed claims (wall clock on this machine, interleaved rounds; they vary between runs and machines):", "",
