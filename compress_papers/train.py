@@ -128,7 +128,7 @@ CACHE_VERSION = 3   # bump whenever data or training code changes what a configu
 def checkpoint_path(cfg: TrainConfig, device="cpu", cache: Path | str | None = None) -> Path:
     "Where the trained model for `cfg` is cached: `<cache>/checkpoints/<model>-<hash>.pt`."
     dev = get_device(device).type
-    key = config_hash([dataclasses.asdict(cfg), dev, CACHE_VERSION] + ([cpu_kernels()] if dev == "cpu" else []))   # other kernels, other bits
+    key = config_hash([dataclasses.asdict(cfg), dev, CACHE_VERSION] + ([cpu_kernels(), torch.get_num_threads()] if dev == "cpu" else []))   # other kernels or threads, other bits
     return Path(cache or cache_root()) / "checkpoints" / f"{cfg.model.replace(':', '_')}-{key}.pt"
 
 def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", cache: Path | str | None = None,
