@@ -5,19 +5,21 @@
 # %% ../nbs/11_constraint_aware.ipynb #b2b3b85a
 from __future__ import annotations
 import math
+import numbers
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 import gpytorch
-from torch.distributions import Normal
 
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'GP', 'expected_improvement', 'prob_feasible', 'constrained_ei', 'cooling_schedule', 'Search',
-           'random_search', 'bayes_opt', 'bisection_uniform', 'constraint_aware']
+__all__ = ['SCHEDULES', 'one_thread', 'GP', 'log_h', 'log_expected_improvement', 'expected_improvement', 'log_prob_feasible',
+           'prob_feasible', 'log_constrained_ei', 'constrained_ei', 'cooling_schedule', 'Search', 'random_search',
+           'bayes_opt', 'bisection_uniform', 'constraint_aware']
 
 # %% ../nbs/11_constraint_aware.ipynb #fcba7767
 class _ExactGP(gpytorch.models.ExactGP):
@@ -27,9 +29,19 @@ class _ExactGP(gpytorch.models.ExactGP):
         self.cov = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=X.shape[1]))
     def forward(self, x): return gpytorch.distributions.MultivariateNormal(self.mean(x), self.cov(x))
 
+@contextmanager
+def one_thread():
+    "Run the block on one CPU thread: a GP on a few dozen points gains nothing from more, and loses a lot on a busy machine."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
 class GP:
     "A GP regression of y on X (n, d): Matern 5/2 ARD, standardised targets, fitted by marginal likelihood."
     def __init__(self, X, y, iters: int = 50, lr: float = 0.1, noise_floor: float = 1e-5, init: "GP | None" = None):
+        with one_thread(): self._fit(X, y, iters, lr, noise_floor, init)
+
+    def _fit(self, X, y, iters, lr, noise_floor, init):
         X, y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
         if X.ndim != 2 or len(X) != len(y) or len(y) < 2: raise ValueError(f"GP needs X (n, d) and y (n,) with n >= 2; got {tuple(X.shape)}, {tuple(y.shape)}")
         if not torch.isfinite(y).all(): raise ValueError("GP targets must be finite (no NaN or inf)")
@@ -53,7 +65,9 @@ class GP:
     @torch.no_grad()
     def predict(self, Xc) -> tuple[torch.Tensor, torch.Tensor]:
         "Posterior mean and standard deviation of the latent function at Xc (m, d), in y's units."
-        Xc = torch.as_tensor(Xc, dtype=torch.float64)
+        with one_thread(): return self._predict(torch.as_tensor(Xc, dtype=torch.float64))
+
+    def _predict(self, Xc):
         Ks = self.model.cov(Xc, self.X).to_dense()                      # k(x, X)
         mean = self.model.mean.constant + (Ks @ self.alpha)[:, 0]        # m + k(x,X)(K + s^2 I)^-1 (y - m)
         v = torch.linalg.solve_triangular(self.L, Ks.T, upper=False)
@@ -61,35 +75,68 @@ class GP:
         return mean * self.sd + self.mu, var.clamp_min(1e-18).sqrt() * self.sd
 
 # %% ../nbs/11_constraint_aware.ipynb #112e1c05
-_N = Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_SQRT_HALF_PI = 0.5 * math.log(math.pi / 2)
+
+def _f64(x) -> torch.Tensor: return torch.as_tensor(x, dtype=torch.float64)
+
+def log_h(z) -> torch.Tensor:
+    "log(z Phi(z) + phi(z)), the log of the standardised expected improvement, accurate for z far below 0."
+    z = _f64(z)
+    zn = z.clamp(min=-1.0)                                     # z > -1: direct
+    near = torch.log(zn * torch.special.log_ndtr(zn).exp() + torch.exp(-0.5 * zn ** 2 - _LOG_SQRT_2PI))
+    a = (-z).clamp(1.0, 100.0)                                 # -100 <= z <= -1: phi(z) (1 - |z| Phi(z)/phi(z))
+    log_w = torch.log(a) + _LOG_SQRT_HALF_PI + torch.log(torch.special.erfcx(a / math.sqrt(2)))
+    mid = -0.5 * a ** 2 - _LOG_SQRT_2PI + torch.log(-torch.expm1(log_w))
+    b = (-z).clamp(min=100.0); r = b.pow(-2)                   # z < -100: phi(z)/z^2 (1 - 3/z^2 + 15/z^4 - 105/z^6)
+    far = -0.5 * b ** 2 - _LOG_SQRT_2PI - 2 * torch.log(b) + torch.log1p(r * (-3 + r * (15 - 105 * r)))
+    return torch.where(z > -1, near, torch.where(z >= -100, mid, far))
+
+def log_expected_improvement(mu, sd, best) -> torch.Tensor:
+    "log EI of a maximisation: log sd + log h(z), z = (mu - best) / sd."
+    mu, sd = _f64(mu), _f64(sd)
+    return torch.log(sd) + log_h((mu - _f64(best)) / sd)
 
 def expected_improvement(mu, sd, best) -> torch.Tensor:
-    "EI of a maximisation: sd * (z Phi(z) + phi(z)), z = (mu - best) / sd."
-    z = (mu - best) / sd
-    return sd * (z * _N.cdf(z) + _N.log_prob(z).exp())
+    "EI of a maximisation: sd * (z Phi(z) + phi(z)), z = (mu - best) / sd (as exp(log EI): never negative)."
+    return log_expected_improvement(mu, sd, best).exp()
+
+def log_prob_feasible(mu_c, sd_c, g) -> torch.Tensor:
+    "log Pr[cost <= g] = log Phi((g - mu_c) / sd_c), finite far into the lower tail."
+    return torch.special.log_ndtr((_f64(g) - _f64(mu_c)) / _f64(sd_c))
 
 def prob_feasible(mu_c, sd_c, g) -> torch.Tensor:
     "Pr[cost <= g] = Phi((g - mu_c) / sd_c)."
-    return _N.cdf((g - mu_c) / sd_c)
+    return log_prob_feasible(mu_c, sd_c, g).exp()
+
+def log_constrained_ei(mu_f, sd_f, best_f, mu_c, sd_c, g) -> torch.Tensor:
+    "log a(theta) = log EI(theta) + log Pr[cost(theta) <= g]; log Pr alone while no feasible point is known (best_f None)."
+    lpf = log_prob_feasible(mu_c, sd_c, g)
+    return lpf if best_f is None else log_expected_improvement(mu_f, sd_f, best_f) + lpf
 
 def constrained_ei(mu_f, sd_f, best_f, mu_c, sd_c, g) -> torch.Tensor:
     "a(theta) = EI(theta) * Pr[cost(theta) <= g]; Pr alone while no feasible point is known (best_f None)."
-    pf = prob_feasible(mu_c, sd_c, g)
-    return pf if best_f is None else expected_improvement(mu_f, sd_f, best_f) * pf
+    return log_constrained_ei(mu_f, sd_f, best_f, mu_c, sd_c, g).exp()
 
 # %% ../nbs/11_constraint_aware.ipynb #7c2ea840
 SCHEDULES = ("one-step", "linear", "exponential")
 
+def _positive(name: str, v) -> float:
+    "A real number (Python or NumPy, not bool) that is finite and > 0, as a float."
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be > 0 and finite; got {v!r}")
+    return float(v)
+
 def cooling_schedule(L0: float, C: float, T: int = 5, kind: str = "exponential", alpha: float = 0.5) -> list[float]:
     "Targets g_1..g_T from the uncompressed cost L0 down to the constraint C."
     check_choice("kind", kind, SCHEDULES); T = check_int("T", T, 1)
-    if not (isinstance(C, (int, float)) and C > 0): raise ValueError(f"the constraint C must be > 0; got {C!r}")
+    L0, C = _positive("the uncompressed cost L0", L0), _positive("the constraint C", C)
     if C > L0: raise ValueError(f"the constraint C={C} is above the uncompressed cost L0={L0}: nothing to compress")
-    if not alpha > 0: raise ValueError(f"alpha must be > 0; got {alpha!r}")
-    if kind == "one-step": return [float(C)]
+    alpha = _positive("alpha", alpha)
+    if kind == "one-step": return [C]
     if kind == "linear": g = [L0 + t / T * (C - L0) for t in range(1, T)]
     else: g = [C + (L0 - C) * math.exp(-alpha * t) + (C - L0) * math.exp(-alpha * T) for t in range(1, T)]
-    return g + [float(C)]                    # g_T = C exactly (no rounding left in the last target)
+    return g + [C]                           # g_T = C exactly (no rounding left in the last target)
 
 # %% ../nbs/11_constraint_aware.ipynb #55873060
 @dataclass
@@ -121,6 +168,12 @@ def _check_bounds(bounds) -> np.ndarray:
     if (b[:, 0] > b[:, 1]).any(): raise ValueError(f"bounds need low <= high in every dimension; got {b.tolist()}")
     return b
 
+def _target(g) -> float:
+    "The target g of a search: any finite real number (a NaN target would make every point silently infeasible)."
+    if isinstance(g, bool) or not isinstance(g, numbers.Real) or not math.isfinite(g):
+        raise ValueError(f"the target g must be a finite number; got {g!r}")
+    return float(g)
+
 def _evaluate(evaluate, theta) -> tuple[float, float]:
     o, c = evaluate(theta)
     if not (math.isfinite(o) and math.isfinite(c)): raise ValueError(f"evaluation returned objective={o}, cost={c} at theta={np.round(theta, 4).tolist()}: must be finite")
@@ -128,7 +181,7 @@ def _evaluate(evaluate, theta) -> tuple[float, float]:
 
 def random_search(evaluate, bounds, g: float, n: int = 20, seed: int = 0) -> Search:
     "Evaluate `n` points drawn uniformly in `bounds`."
-    b = _check_bounds(bounds); check_int("n", n, 1)
+    b = _check_bounds(bounds); check_int("n", n, 1); g = _target(g)
     X = b[:, 0] + (b[:, 1] - b[:, 0]) * np.random.default_rng(seed).random((n, len(b)))
     res = [_evaluate(evaluate, x) for x in X]
     return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "random")
@@ -136,8 +189,10 @@ def random_search(evaluate, bounds, g: float, n: int = 20, seed: int = 0) -> Sea
 def bayes_opt(evaluate, bounds, g: float, n_init: int = 6, n_iter: int = 14, seed: int = 0, gamma: float | None = None,
               L0: float | None = None, n_candidates: int = 2000, gp_iters: int = 50, warm_iters: int = 15, progress=None) -> Search:
     "Constrained BO towards cost <= g (cEI), or with `gamma` the trade-off BO maximising A + gamma (L0 - cost) / L0."
-    b = _check_bounds(bounds); check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0)
-    if gamma is not None and (L0 is None or L0 <= 0): raise ValueError("the trade-off baseline needs gamma and the uncompressed cost L0 > 0")
+    b = _check_bounds(bounds); check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0); g = _target(g)
+    if gamma is not None:
+        if L0 is None: raise ValueError("the trade-off baseline needs gamma and the uncompressed cost L0 > 0")
+        L0, gamma = _positive("the uncompressed cost L0", L0), _positive("gamma", gamma)
     rng = np.random.default_rng(seed); torch.manual_seed(seed)
     lo, span = b[:, 0], b[:, 1] - b[:, 0]
     U = list(rng.random((n_init, len(b))))                        # points in the unit cube
@@ -154,13 +209,13 @@ def bayes_opt(evaluate, bounds, g: float, n_init: int = 6, n_iter: int = 14, see
             gp_f = GP(Ut, obj, gp_iters if gp_f is None else warm_iters, init=gp_f)
             gp_c = GP(Ut, cost, gp_iters if gp_c is None else warm_iters, init=gp_c)
             (mu_f, sd_f), (mu_c, sd_c) = gp_f.predict(cand), gp_c.predict(cand)
-            acq = constrained_ei(mu_f, sd_f, None if best is None else torch.tensor(best, dtype=torch.float64), mu_c, sd_c, torch.tensor(g, dtype=torch.float64))
+            acq = log_constrained_ei(mu_f, sd_f, best, mu_c, sd_c, g)    # log a(theta): the same argmax, no underflow
         else:
             score = obj + gamma * (L0 - cost) / L0
             cand = np.vstack([cand, np.clip(np.array(U)[np.argmax(score)] + 0.05 * rng.standard_normal((n_candidates // 10, len(b))), 0, 1)])
             gp_f = GP(Ut, score, gp_iters if gp_f is None else warm_iters, init=gp_f)
             mu, sd = gp_f.predict(cand)
-            acq = expected_improvement(mu, sd, torch.tensor(score.max(), dtype=torch.float64))
+            acq = log_expected_improvement(mu, sd, score.max())
         u = cand[int(torch.argmax(acq))]
         U.append(u); res.append(_evaluate(evaluate, lo + span * u))
         if progress is not None: progress(it)
@@ -170,7 +225,7 @@ def bayes_opt(evaluate, bounds, g: float, n_init: int = 6, n_iter: int = 14, see
 # %% ../nbs/11_constraint_aware.ipynb #c1973f01
 def bisection_uniform(evaluate_rate: Callable[[float], tuple[float, float]], g: float, iters: int = 12) -> dict:
     "Smallest uniform rate r in [0, 1] with cost(r) <= g (cost decreasing in r); returns its objective and cost."
-    lo, hi = 0.0, 1.0
+    g, lo, hi = _target(g), 0.0, 1.0
     o, c = _evaluate(evaluate_rate, hi)
     if c > g: return {"rate": None, "objective": None, "cost": c, "feasible": False, "evaluations": 1}
     best = (hi, o, c)
