@@ -50,7 +50,8 @@ PAPERS = {p.name: p for p in [
     Paper("accnet", "12_accnet.ipynb", "AccNet: fast high-dimensional filtering (Dai et al., NeurIPS'18)",
           {"test_photos": ["astronaut", "coffee", "chelsea"], "side": 256, "sigma_s": 4.0, "steps": 150, "crop": 128, "seeds": [0, 1, 2],
            "ranks": [1, 2, 4], "bench_side": 512, "bench_sigma_s": 8.0, "bench_fs": [0.5, 0.75, 1.0, 1.5, 2.0], "acc_fs": [0.5, 1.0],
-           "cv2_radii": [1.0, 1.5, 2.0, 3.0], "sigma_curve": [2.0, 4.0, 8.0, 16.0], "exact_curve_max": 8.0, "bench_repeats": 5}, 180,
+           "cv2_radii": [1.0, 1.5, 2.0, 3.0], "sigma_curve": [2.0, 4.0, 8.0, 16.0], "exact_curve_max": 16.0, "bench_repeats": 5,
+           "speed_rounds": 3}, 180,
           datasets=("mnist5k", "digits", "cifar10", "imagenet")),   # photos, whatever the data
     Paper("lqnets", "13_lqnets.ipynb", "LQ-Nets: learned quantizers (Zhang et al., ECCV'18)",
           {"seeds": [0, 1, 2], "epochs": 3, "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32]],
