@@ -186,14 +186,15 @@ def imagenet(root, seed: int = 0, val: float = 0.01, size: int = 224) -> Dataset
 # %% ../nbs/02_data.ipynb #6438f9fb
 DATASETS = ("mnist5k", "digits", "cifar10", "imagenet")
 
-def get_data(name: str = "mnist5k", root=None, seed: int = 0, val: float | None = None, test: float = 0.1,
+def get_data(name: str = "mnist5k", root=None, seed: int = 0, val: float | None = None, test: float | None = None,
              download: bool = False) -> Dataset:
     "Load a dataset by name: 'mnist5k' (default, embedded), 'digits' (embedded), 'cifar10' or 'imagenet' (need `root`)."
     check_choice("data", name, DATASETS)
     if name == "imagenet": return imagenet(root, seed, 0.01 if val is None else val)
     val = 0.1 if val is None else val
-    if name == "mnist5k": return mnist5k(seed, val, test)
-    if name == "digits": return digits(seed, val, test)
+    if name in ("mnist5k", "digits"):
+        kw = {} if test is None else {"test": test}   # None: the dataset's own default (20%)
+        return (mnist5k if name == "mnist5k" else digits)(seed, val, **kw)
     return cifar10(root, seed, val, download)
 
 # %% ../nbs/02_data.ipynb #740fd789

@@ -12,15 +12,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import check_choice
+from .core import check_choice, check_int
 from .measure import pack_codes, unpack_codes
 from .quant import (DoReFaActivation, DoReFaWeight, QuantizedLayer, check_bits, quantizable_layers,
                                    replace_layers)
 
 # %% auto #0
-__all__ = ['FP_BITS', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'lq_quantize', 'bit_planes', 'bitwise_dot',
-           'b_step_bruteforce', 'v_step', 'qem_v_step', 'qem_step', 'quant_error', 'qem_pass', 'LQQuantizer',
-           'LQConfig', 'lq_model', 'export_lq', 'load_lq', 'export_size', 'uniform_basis', 'fit_uniform_scale']
+__all__ = ['ONE_PASS', 'FP_BITS', 'CALIB_VALUES', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'check_finite',
+           'lq_quantize', 'bit_planes', 'bitwise_dot', 'b_step_bruteforce', 'check_qem_args', 'v_step', 'qem_v_step',
+           'qem_step', 'quant_error', 'qem_pass', 'uniform_basis', 'uniform_quantize', 'fit_uniform_scale',
+           'LQQuantizer', 'LQConfig', 'layer_inputs', 'calibration_inputs', 'lq_model', 'export_lq', 'load_lq',
+           'export_size']
 
 # %% ../nbs/13_lqnets.ipynb #ffcae35a
 def code_matrix(K: int, signed: bool) -> torch.Tensor:
@@ -50,9 +52,17 @@ def nearest_level(flat: torch.Tensor, v: torch.Tensor, signed: bool):
     q = levels[0][i] if levels.shape[0] == 1 else levels.gather(1, i)
     return q, i, levels, order
 
+def check_finite(x: torch.Tensor, what: str = "the input"):
+    "A value that is NaN or infinite has no nearest level (a comparison with NaN is false): refuse it, saying how many there are."
+    if not bool(torch.isfinite(x).all()):
+        bad = ~torch.isfinite(x)
+        raise ValueError(f"{what} holds {int(bad.sum())} non-finite value(s) (NaN {int(torch.isnan(x).sum())}, inf "
+                         f"{int(torch.isinf(x).sum())}) of {x.numel()}: they have no nearest level and would corrupt the basis")
+
 def lq_quantize(x: torch.Tensor, v: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
     "Q(x, v) (Eq. 3): each value to its nearest level. x: (C, N) with v: (C, K), or any shape with v: (K,). Returns (values, code indices)."
     if x.numel() == 0: raise ValueError("lq_quantize needs a non-empty tensor")
+    check_finite(x, "lq_quantize's input"); check_finite(v, "lq_quantize's basis")
     flat = x.reshape(1, -1) if v.dim() == 1 else x.reshape(x.shape[0], -1)
     q, i, _, order = nearest_level(flat, v if v.dim() == 2 else v[None], signed)
     return q.reshape(x.shape), order.gather(1, i).reshape(x.shape)
@@ -93,9 +103,18 @@ def _code_stats(x, idx, L, order=None):
         counts, sums = torch.zeros_like(counts).scatter_(1, order, counts), torch.zeros_like(sums).scatter_(1, order, sums)
     return counts, sums
 
+def check_qem_args(ridge=0.0, momentum=0.0):
+    "The ridge must be a finite number >= 0 and the moving average's momentum in [0, 1) (None: the basis does not move)."
+    num = lambda a: isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+    if not (num(ridge) and ridge >= 0): raise ValueError(f"ridge must be a finite number >= 0; got {ridge!r}")
+    if momentum is not None and not (num(momentum) and 0 <= momentum < 1):
+        raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
+
 def v_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0) -> torch.Tensor:
-    "v-step (Eq. 8) from the count n_l and sum s_l of each code l (C, 2**K): v* = (B B^T + ridge I)^-1 (B x + ridge v); pinv when ridge=0."
-    E = _codes(v.shape[-1], signed, counts.dtype, counts.device)         # (L, K)
+    "v-step (Eq. 8) from the count n_l and sum s_l of each code l (C, 2**K): v* = (B B^T + ridge I)^-1 (B x + ridge v); pinv when ridge=0. Solved in float64."
+    check_qem_args(ridge)
+    counts, sums = counts.double(), sums.double()                        # n_l reaches N: in float32 a ridge of 1e-4 is lost once N >= 2048
+    E = _codes(v.shape[-1], signed, torch.float64, counts.device)        # (L, K)
     BBt = (E.T * counts[:, None, :]) @ E                                  # sum_l n_l e_l e_l^T
     Bx = sums @ E                                                         # sum_l s_l e_l
     if ridge > 0: v_star = torch.linalg.solve(BBt + ridge * torch.eye(v.shape[-1], dtype=BBt.dtype, device=BBt.device), Bx + ridge * v.to(Bx))
@@ -109,6 +128,7 @@ def qem_v_step(x: torch.Tensor, codes: torch.Tensor, v: torch.Tensor, signed: bo
 def qem_step(x: torch.Tensor, v: torch.Tensor, signed: bool, ridge: float = 0.0, momentum: float = 0.0) -> torch.Tensor:
     "One B/v alternation (Eqs. 7-8) on x: (C, N) with v: (C, K); the new basis is momentum*v + (1-momentum)*v*."
     if x.numel() == 0: raise ValueError("qem_step needs a non-empty tensor")
+    check_qem_args(ridge, momentum)
     _, codes = lq_quantize(x, v, signed)
     v_star = qem_v_step(x, codes, v, signed, ridge)
     return momentum * v + (1 - momentum) * v_star
@@ -180,6 +200,7 @@ def _qem_kernel(x, v, E, q, mask, ridge, momentum, update):
         _b_step_block(x[c, s:e], thr[c], lev[c], q[c, s:e], mask[c, s:e], an[t], asum[t])
     an, asum = an.reshape(C, nb, L).sum(1), asum.reshape(C, nb, L).sum(1)
     counts, sums = np.zeros((C, L)), np.zeros((C, L))
+    if not np.isfinite(asum).all(): return counts, sums, False   # a NaN (below t_0) or an inf is in a sum: no update
     for c in range(C):
         for l in range(L):   # level l holds the values above t_{l-1} and not above t_l
             n_hi, s_hi = (an[c, l], asum[c, l]) if l < L - 1 else (0.0, 0.0)
@@ -188,29 +209,57 @@ def _qem_kernel(x, v, E, q, mask, ridge, momentum, update):
         if update:           # v <- momentum v + (1 - momentum) v*
             v_star = _v_star(counts[c], sums[c], E, v[c], ridge)
             for k in range(K): v[c, k] += (1 - momentum) * (v_star[k] - v[c, k])
-    return counts, sums
+    return counts, sums, True
+
+ONE_PASS = True   # False: always the torch operations (for comparison)
 
 def _fast(x: torch.Tensor, v: torch.Tensor) -> bool:
-    return x.device.type == v.device.type == "cpu" and x.dtype == v.dtype == torch.float32 and v.is_contiguous() and v.shape[-1] <= 4
+    return ONE_PASS and x.device.type == v.device.type == "cpu" and x.dtype == v.dtype == torch.float32 and v.is_contiguous() and v.shape[-1] <= 4
 
 def _qem_pass_torch(flat, v, signed, clip=False, ridge=0.0, momentum=None):
     "`qem_pass` in torch operations: any device and dtype."
     q, i, levels, order = nearest_level(flat, v, signed)
     counts, sums = _code_stats(flat.double(), i, levels.shape[1], order)
+    if not bool(torch.isfinite(sums).all()): check_finite(flat, "the quantizer's input")   # raises, naming the count
     if momentum is not None: v.lerp_(v_step(counts, sums, v, signed, ridge), 1 - momentum)
     return q, counts, sums, (flat <= levels[:, -1:]) if clip else None
 
 def qem_pass(flat: torch.Tensor, v: torch.Tensor, signed: bool, clip: bool = False, ridge: float = 0.0, momentum: float | None = None):
     "B-step (Eq. 7) on rows of `flat` (C, N) with bases v (C, K) as they are: (Q(x), n_l and s_l by code as float64 (C, 2**K), the mask x <= q_max if `clip`, else None). With `momentum`, also moves v in place: v <- momentum v + (1 - momentum) v* (Eq. 8)."
     if flat.numel() == 0: raise ValueError("qem_pass needs a non-empty tensor")
+    check_qem_args(ridge, momentum)
     if not _fast(flat, v): return _qem_pass_torch(flat, v, signed, clip, ridge, momentum)
     x = flat.contiguous()
     q, mask = torch.empty_like(x), torch.empty(x.shape if clip else (x.shape[0], 0), dtype=torch.bool)
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     E = _codes(v.shape[-1], signed, torch.float64, x.device)
-    counts, sums = _qem_kernel(x.numpy(), v.detach().numpy(), E.numpy(), q.numpy(), mask.numpy(), float(ridge),
-                               float(momentum or 0.0), momentum is not None)
+    counts, sums, finite = _qem_kernel(x.numpy(), v.detach().numpy(), E.numpy(), q.numpy(), mask.numpy(), float(ridge),
+                                       float(momentum or 0.0), momentum is not None)
+    if not finite: check_finite(x, "the quantizer's input")   # raises (the basis was left as it was)
     return q, torch.from_numpy(counts), torch.from_numpy(sums), mask if clip else None
+
+# %% ../nbs/13_lqnets.ipynb #fe46a0d0
+def uniform_basis(alpha: torch.Tensor, K: int) -> torch.Tensor:
+    "The LQ basis v_j = 2^j alpha whose levels are a uniform grid of step 2 alpha (±1 codes) or alpha (0/1 codes)."
+    return alpha.reshape(-1, 1) * 2.0 ** torch.arange(K, dtype=alpha.dtype, device=alpha.device)
+
+def uniform_quantize(x: torch.Tensor, alpha: torch.Tensor, K: int, signed: bool) -> torch.Tensor:
+    "Nearest level of the uniform grid of `uniform_basis(alpha, K)` in closed form: rows of x (C, N), alpha (..., C)."
+    a, top = alpha.unsqueeze(-1), 2 ** K - 1
+    if signed: return a * (2 * torch.round((x / a + top) / 2).clamp(0, top) - top)   # odd multiples of alpha
+    return a * torch.round(x / a).clamp(0, top)                                       # 0, alpha, ..., (2^K - 1) alpha
+
+@torch.no_grad()
+def fit_uniform_scale(x: torch.Tensor, K: int, signed: bool, grid: int = 200) -> torch.Tensor:
+    "Per-row alpha (x: (C, N)) minimising ||Q(x) - x||^2 over a uniform grid, by search over `grid` candidate scales."
+    top = x.abs().amax(1).clamp_min(1e-12) / (2 ** K - 1)
+    best_err = torch.full_like(top, float("inf")); best = top.clone()
+    for fs in torch.linspace(0.02, 1.0 if signed else 1.2, grid, dtype=x.dtype).split(max(1, 2 ** 21 // x.numel())):
+        a = fs[:, None] * top                                                   # (candidates, C), a few at a time
+        err = (uniform_quantize(x, a, K, signed) - x).pow(2).sum(-1)
+        e, i = err.min(0)                                                      # the first best candidate of this chunk
+        better = e < best_err; best_err = torch.where(better, e, best_err); best = torch.where(better, a.gather(0, i[None])[0], best)
+    return best
 
 # %% ../nbs/13_lqnets.ipynb #f60c5305
 class _QuantSTE(torch.autograd.Function):
@@ -225,13 +274,15 @@ class _QuantSTE(torch.autograd.Function):
         return (g * ctx.saved_tensors[0] if ctx.clip else g), None, None
 
 class LQQuantizer(nn.Module):
-    "LQ-Nets quantizer: basis per output channel (weights, codes ±1) or per layer (activations, codes 0/1), trained by QEM + moving average."
+    """LQ-Nets quantizer: for weights (codes ±1) a basis per output channel (`channels` = C_out) or one per layer (`channels=1`),
+    for activations (codes 0/1) one per layer; trained by QEM + moving average, or `frozen` (the uniform baseline)."""
     def __init__(self, bits: int, kind: str = "weight", channels: int = 1, momentum: float = 0.9, ridge: float | None = None,
-                 fan_out: int | None = None):
+                 fan_out: int | None = None, frozen: bool = False):
         super().__init__()
         self.bits, self.kind = check_bits(bits), check_choice("kind", kind, ("weight", "activation"))
-        if not 0 <= momentum < 1: raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
-        self.momentum, self.ridge = momentum, (1e-4 if kind == "weight" else 0.0) if ridge is None else ridge
+        ridge = (1e-4 if kind == "weight" else 0.0) if ridge is None else ridge
+        check_qem_args(ridge, momentum); channels = check_int("channels", channels, 1)
+        self.momentum, self.ridge, self.frozen = momentum, ridge, bool(frozen)
         pow2 = 2.0 ** torch.arange(bits)
         fan_out = fan_out or 9 * channels                                   # He: n = k^2 C_out (3x3 by default)
         if kind == "weight": v = (0.6745 * math.sqrt(2 / fan_out) / 2 ** (bits - 1) * pow2).repeat(channels, 1)
@@ -241,23 +292,39 @@ class LQQuantizer(nn.Module):
     @property
     def signed(self) -> bool: return self.kind == "weight"
 
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        "x as one row per basis: (C_out, fan-in) for a per-channel weight basis, (1, everything) otherwise."
+        return x.reshape(self.basis.shape[0], -1)
+
     @torch.no_grad()
-    def init_from(self, w: torch.Tensor, steps: int = 3) -> "LQQuantizer":
-        "Weights: scale the uniform initial basis to each filter's std, then `steps` QEM alternations."
-        flat = w.reshape(w.shape[0], -1).to(self.basis)
-        self.basis.copy_(0.6745 * flat.std(1, keepdim=True) / 2 ** (self.bits - 1) * 2.0 ** torch.arange(self.bits, device=flat.device))
+    def init_uniform(self, x: torch.Tensor) -> "LQQuantizer":
+        "Set the basis to the best-scaled uniform grid for x (section 4): v_j = 2^j alpha, alpha per row by grid search."
+        flat = self._rows(x.detach()).double()
+        check_finite(flat, "init_uniform's input")
+        self.basis.copy_(uniform_basis(fit_uniform_scale(flat, self.bits, self.signed), self.bits))
+        return self
+
+    @torch.no_grad()
+    def init_from(self, x: torch.Tensor, steps: int = 3) -> "LQQuantizer":
+        "Start from the best-scaled uniform grid for x (weights, or sample activations), then `steps` QEM alternations on x."
+        self.init_uniform(x)
+        flat = self._rows(x.detach()).to(self.basis)
         for _ in range(steps): self.basis.copy_(qem_step(flat, self.basis, self.signed, self.ridge))
         return self
 
     def forward(self, x):
-        flat = (x.reshape(x.shape[0], -1) if self.signed else x.reshape(1, -1)).detach()
+        flat = self._rows(x).detach()
         clip = not self.signed and torch.is_grad_enabled() and x.requires_grad
-        with torch.no_grad():   # Q(x) with the basis as it was; then, in training, one QEM step moves it
-            q, _, _, mask = qem_pass(flat, self.basis, self.signed, clip, self.ridge, self.momentum if self.training else None)
+        with torch.no_grad():   # Q(x) with the basis as it was; then, in training, one QEM step moves it (unless frozen)
+            q, _, _, mask = qem_pass(flat, self.basis, self.signed, clip, self.ridge,
+                                     self.momentum if self.training and not self.frozen else None)
         return _QuantSTE.apply(x, q.reshape(x.shape), mask.reshape(x.shape) if clip else None)
 
     def extra_repr(self):
-        return f"bits={self.bits}, kind={self.kind!r}, channels={self.basis.shape[0] if self.signed else 'layer'}, momentum={self.momentum}, ridge={self.ridge:g}"
+        rows = f"per channel ({self.basis.shape[0]})" if self.signed and self.basis.shape[0] > 1 else "per layer"
+        return (f"bits={self.bits}, kind={self.kind!r}, basis={rows}, momentum={self.momentum}, ridge={self.ridge:g}"
+                + (", frozen" if self.frozen else ""))
+
 
 # %% ../nbs/13_lqnets.ipynb #da8cdac8
 FP_BITS = 32
@@ -268,34 +335,69 @@ def _check_bits_or_fp(bits, name):
 
 @dataclass(frozen=True)
 class LQConfig:
-    "Bits for weights and activations (1..8, or 32 = full precision), the method, and which layers."
+    "Bits for weights and activations (1..8, or 32 = full precision), the method, the weight basis, and which layers."
     w_bits: int = 2
     a_bits: int = 2
-    method: str = "lq"
+    method: str = "lq"                 # 'lq', 'uniform' (the frozen best uniform grid) or 'dorefa'
     layers: tuple | None = None
     momentum: float = 0.9
     weight_ridge: float = 1e-4
+    weight_basis: str = "channel"      # 'channel' (one basis per output channel) or 'layer'
     def __post_init__(self):
         _check_bits_or_fp(self.w_bits, "w_bits"); _check_bits_or_fp(self.a_bits, "a_bits")
-        check_choice("method", self.method, ("lq", "uniform"))
-        if not 0 <= self.momentum < 1: raise ValueError(f"momentum must be in [0, 1); got {self.momentum!r}")
-        if self.weight_ridge < 0: raise ValueError(f"weight_ridge must be >= 0; got {self.weight_ridge!r}")
+        check_choice("method", self.method, ("lq", "uniform", "dorefa"))
+        check_choice("weight_basis", self.weight_basis, ("channel", "layer"))
+        if self.method == "dorefa" and self.weight_basis != "channel": raise ValueError("weight_basis applies to 'lq' and 'uniform' only")
+        check_qem_args(self.weight_ridge, self.momentum)
     @property
-    def label(self) -> str: return f"{self.method} {self.w_bits}/{self.a_bits}"
+    def label(self) -> str: return f"{self.method}{'' if self.weight_basis == 'channel' else '-layer'} {self.w_bits}/{self.a_bits}"
 
-def lq_model(model: nn.Module, cfg: LQConfig) -> nn.Module:
-    "A copy of `model` whose chosen layers quantize weights and input activations as `cfg` says."
+CALIB_VALUES = 2 ** 15   # activation values per layer (a seeded sample) for the uniform grid's scale search
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, names, x: torch.Tensor) -> dict:
+    "The input of each named layer for images x (the model in eval mode), on the CPU."
+    got, was = {}, model.training
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: got.__setitem__(n, i[0].detach().cpu())) for n in names]
+    try: model.eval(); model(x.to(next(model.parameters()).device))
+    finally:
+        for h in hooks: h.remove()
+        model.train(was)
+    return got
+
+def _sample(a: torch.Tensor, most: int) -> torch.Tensor:
+    a = a.reshape(-1)
+    return a if a.numel() <= most else a[torch.randperm(a.numel(), generator=torch.Generator().manual_seed(0))[:most]]
+
+def calibration_inputs(model: nn.Module, x: torch.Tensor, names=None, most: int = CALIB_VALUES) -> dict:
+    "A seeded sample of at most `most` input values of each quantized layer (default: all but the first and last) for images x."
+    names = list(names) if names is not None else quantizable_layers(model, keep_first_last=True)
+    return {n: _sample(a, most) for n, a in layer_inputs(model, names, x).items()}
+
+def lq_model(model: nn.Module, cfg: LQConfig, calib: torch.Tensor | dict | None = None) -> nn.Module:
+    """A copy of `model` whose chosen layers quantize weights and input activations as `cfg` says. `calib`: images, or
+    `calibration_inputs` computed once, whose activations set the initial activation grids of 'lq' and 'uniform'."""
     names = list(cfg.layers) if cfg.layers is not None else quantizable_layers(model, keep_first_last=True)
+    acts = {}
+    if cfg.method != "dorefa" and cfg.a_bits != FP_BITS and calib is not None:
+        acts = calib if isinstance(calib, dict) else calibration_inputs(model, calib, names)
     def make(name, layer):
         wq = aq = None
         if cfg.w_bits != FP_BITS:
-            wq = (LQQuantizer(cfg.w_bits, "weight", layer.weight.shape[0], cfg.momentum, cfg.weight_ridge,
-                              fan_out=layer.weight[0, 0].numel() * layer.weight.shape[0]).init_from(layer.weight)
-                  if cfg.method == "lq" else DoReFaWeight(cfg.w_bits))
+            if cfg.method == "dorefa": wq = DoReFaWeight(cfg.w_bits)
+            else:
+                wq = LQQuantizer(cfg.w_bits, "weight", layer.weight.shape[0] if cfg.weight_basis == "channel" else 1, cfg.momentum,
+                                 cfg.weight_ridge, fan_out=layer.weight[0, 0].numel() * layer.weight.shape[0], frozen=cfg.method == "uniform")
+                wq = wq.init_from(layer.weight) if cfg.method == "lq" else wq.init_uniform(layer.weight)
         if cfg.a_bits != FP_BITS:
-            aq = LQQuantizer(cfg.a_bits, "activation", momentum=cfg.momentum) if cfg.method == "lq" else DoReFaActivation(cfg.a_bits)
-        return QuantizedLayer(layer, wq, aq)
+            if cfg.method == "dorefa": aq = DoReFaActivation(cfg.a_bits)
+            else:
+                aq = LQQuantizer(cfg.a_bits, "activation", momentum=cfg.momentum, frozen=cfg.method == "uniform")
+                if name in acts:   # both start from the best uniform grid for these activations; LQ then runs QEM
+                    aq.init_from(acts[name]) if cfg.method == "lq" else aq.init_uniform(acts[name])
+        return QuantizedLayer(layer, wq, aq).to(layer.weight.device)
     return replace_layers(model, names, make)
+
 
 # %% ../nbs/13_lqnets.ipynb #92708994
 @torch.no_grad()
@@ -305,7 +407,7 @@ def export_lq(model: nn.Module) -> dict:
     for name, m in model.named_modules():
         if isinstance(m, QuantizedLayer) and isinstance(m.weight_q, LQQuantizer):
             w, wq = m.layer.weight, m.weight_q
-            _, codes = lq_quantize(w.reshape(w.shape[0], -1), wq.basis, True)
+            _, codes = lq_quantize(wq._rows(w), wq.basis, True)               # (C_out or 1, n)
             packed[name] = {"codes": pack_codes(codes, wq.bits), "bits": wq.bits, "basis": wq.basis.clone(), "shape": tuple(w.shape)}
             skip.add(f"{name}.layer.weight")
     return {"lq": packed, "rest": {k: v for k, v in model.state_dict().items() if k not in skip}}
@@ -318,8 +420,7 @@ def load_lq(exported: dict, model: nn.Module) -> nn.Module:
     if set(missing) != expected: raise ValueError(f"model does not match the export: missing {sorted(set(missing) - expected)}")
     for name, p in exported["lq"].items():
         m = model.get_submodule(name)
-        C, n = p["shape"][0], math.prod(p["shape"][1:])
-        codes = unpack_codes(p["codes"], p["bits"], C * n).reshape(C, n)
+        codes = unpack_codes(p["codes"], p["bits"], math.prod(p["shape"])).reshape(p["basis"].shape[0], -1)
         levels = p["basis"] @ code_matrix(p["bits"], True).to(p["basis"]).T      # (C, 2^K), unsorted: index = code
         m.layer.weight.copy_(levels.gather(1, codes).reshape(p["shape"]))
         m.weight_q.basis.copy_(p["basis"])
@@ -332,19 +433,3 @@ def export_size(exported: dict) -> dict:
     theory = sum(p["bits"] * math.prod(p["shape"]) for p in exported["lq"].values()) / 8 + bases
     rest = sum(v.numel() * v.element_size() for v in exported["rest"].values() if v.is_floating_point())
     return {"codes_bytes": codes, "bases_bytes": bases, "theory_bytes": theory, "rest_bytes": rest, "total_bytes": codes + bases + rest}
-
-# %% ../nbs/13_lqnets.ipynb #fe46a0d0
-def uniform_basis(alpha: torch.Tensor, K: int) -> torch.Tensor:
-    "The LQ basis v_j = 2^j alpha whose levels are a uniform grid of step 2 alpha (±1 codes) or alpha (0/1 codes)."
-    return alpha.reshape(-1, 1) * 2.0 ** torch.arange(K, dtype=alpha.dtype, device=alpha.device)
-
-@torch.no_grad()
-def fit_uniform_scale(x: torch.Tensor, K: int, signed: bool, grid: int = 200) -> torch.Tensor:
-    "Per-row alpha (x: (C, N)) minimising ||Q(x) - x||^2 over a uniform grid, by search over `grid` candidate scales."
-    top = x.abs().amax(1).clamp_min(1e-12) / (2 ** K - 1)
-    best_err = torch.full_like(top, float("inf")); best = top.clone()
-    for f in torch.linspace(0.02, 1.0 if signed else 1.2, grid, dtype=x.dtype):
-        a = top * f
-        err = (nearest_level(x, uniform_basis(a, K), signed)[0] - x).pow(2).sum(1)
-        better = err < best_err; best_err = torch.where(better, err, best_err); best = torch.where(better, a, best)
-    return best

@@ -39,9 +39,12 @@ def quantize_uniform(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * n) / n
 
 class DoReFaWeight(nn.Module):
-    "DoReFa weight quantizer (Eq. 9): tanh-normalised weights on 2**bits levels in [-1, 1], STE."
+    "DoReFa weight quantizer: k >= 2 (Eq. 9) tanh-normalised weights on 2**k levels in [-1, 1]; k = 1 sign(w) E|w| over the layer. STE."
     def __init__(self, bits: int): super().__init__(); self.bits = check_bits(bits)
     def forward(self, w):
+        if self.bits == 1:   # as published for 1 bit: BWN's scale, held constant in the backward pass
+            E = w.detach().abs().mean()
+            return ste(w, torch.where(w >= 0, E, -E))
         t = torch.tanh(w); t = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
         return 2 * ste(t, quantize_uniform(t, self.bits)) - 1
     def extra_repr(self): return f"bits={self.bits}"

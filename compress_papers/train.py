@@ -21,7 +21,7 @@ from .models import MODELS, get_model, model_for
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'DATA_AUGMENT', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'CIFAR_RECIPE',
            'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path', 'train_or_load',
-           'finetune', 'baseline_config', 'torchvision_pretrained', 'pretrained']
+           'finetune', 'reestimate_bn', 'baseline_config', 'torchvision_pretrained', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #446b799f
 OPTIMIZERS = ("sgd", "adam")
@@ -123,7 +123,7 @@ def fit(model: nn.Module, train: Loader, epochs: int, opt: torch.optim.Optimizer
     return history
 
 # %% ../nbs/04_train.ipynb #5267ca7d
-CACHE_VERSION = 3   # bump whenever data or training code changes what a configuration produces
+CACHE_VERSION = 4   # bump whenever data or training code changes what a configuration produces
 
 def checkpoint_path(cfg: TrainConfig, device="cpu", cache: Path | str | None = None) -> Path:
     "Where the trained model for `cfg` is cached: `<cache>/checkpoints/<model>-<hash>.pt`."
@@ -175,6 +175,24 @@ def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01,
     loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment)
     opt = make_optimizer(model, cfg)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val, device=device, progress=progress)
+
+# %% ../nbs/04_train.ipynb #1a9cdcdd
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, split: Split | FolderSplit, n: int | None = None, batch_size: int = 64,
+                  device="cpu") -> nn.Module:
+    """Recompute every BatchNorm's running mean and variance from the first `n` images of `split` (all when None),
+    as the average over batches of `batch_size`; weights, momentum and the model's mode are left as they were."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns: return model
+    moms, was = [m.momentum for m in bns], model.training
+    model.eval()
+    try:
+        for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
+        for x, _ in Loader(split.take(n), check_int("batch_size", batch_size, 1), device=device): model(x)
+    finally:
+        for m, mo in zip(bns, moms): m.momentum = mo
+        model.train(was)
+    return model
 
 # %% ../nbs/04_train.ipynb #3fa14525
 BASELINES = {
