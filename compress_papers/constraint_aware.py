@@ -179,10 +179,20 @@ def _evaluate(evaluate, theta) -> tuple[float, float]:
     if not (math.isfinite(o) and math.isfinite(c)): raise ValueError(f"evaluation returned objective={o}, cost={c} at theta={np.round(theta, 4).tolist()}: must be finite")
     return float(o), float(c)
 
-def random_search(evaluate, bounds, g: float, n: int = 20, seed: int = 0) -> Search:
-    "Evaluate `n` points drawn uniformly in `bounds`."
+def random_search(evaluate, bounds, g: float, n: int = 20, seed: int = 0, cost_of=None, max_draws: int = 100_000) -> Search:
+    """Evaluate `n` points drawn uniformly in `bounds`. With `cost_of` (theta -> cost, cheap), only draws with cost <= g are
+    evaluated (rejection sampling, at most `max_draws` draws; if fewer than n meet g, the cheapest other draws fill the budget)."""
     b = _check_bounds(bounds); check_int("n", n, 1); g = _target(g)
-    X = b[:, 0] + (b[:, 1] - b[:, 0]) * np.random.default_rng(seed).random((n, len(b)))
+    rng = np.random.default_rng(seed)
+    if cost_of is None: X = b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random((n, len(b)))
+    else:
+        keep, rest = [], []
+        for _ in range(check_int("max_draws", max_draws, n)):
+            x = b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random(len(b)); c = float(cost_of(x))
+            if not math.isfinite(c): raise ValueError(f"cost_of must return a finite number; got {c} at {x}")
+            (keep if c <= g else rest).append((c, x))
+            if len(keep) == n: break
+        X = np.array([x for _, x in keep] + [x for _, x in sorted(rest, key=lambda t: t[0])[:n - len(keep)]])
     res = [_evaluate(evaluate, x) for x in X]
     return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "random")
 

@@ -254,7 +254,8 @@ def claims_table(claims: Sequence[Claim]) -> str:
         src = (c.paper_source or "—") + ("" if c.paper_verified or c.paper is None else " (unverified)")
         ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
         checks = "; ".join(f"{_MARK[ok]} {k}" for k, ok in c.checks.items()) or "—"
-        rows.append(f"| `{c.id}` | {c.claim} | {_fmt(c.paper, unit=c.unit)} | {src} | {ours} | **{c.verdict}** | {checks} |")
+        cells = [f"`{c.id}`", c.claim, _fmt(c.paper, unit=c.unit), src, ours, f"**{c.verdict}**", checks]
+        rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")   # a | in a cell would split it
     return "\n".join(rows)
 
 def _flatten(d: dict, path: str = "") -> dict:
