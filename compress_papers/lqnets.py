@@ -20,9 +20,9 @@ from .quant import (DoReFaActivation, DoReFaWeight, QuantizedLayer, check_bits, 
 # %% auto #0
 __all__ = ['ONE_PASS', 'FP_BITS', 'CALIB_VALUES', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'check_finite',
            'lq_quantize', 'bit_planes', 'bitwise_dot', 'b_step_bruteforce', 'check_qem_args', 'v_step', 'qem_v_step',
-           'qem_step', 'quant_error', 'qem_pass', 'uniform_basis', 'uniform_quantize', 'fit_uniform_scale',
-           'LQQuantizer', 'LQConfig', 'layer_inputs', 'calibration_inputs', 'lq_model', 'export_lq', 'load_lq',
-           'export_size']
+           'qem_step', 'quant_error', 'qem_pass', 'uniform_basis', 'uniform_quantize', 'uniform_step',
+           'fit_uniform_scale', 'LQQuantizer', 'LQConfig', 'layer_inputs', 'calibration_inputs', 'lq_model',
+           'export_lq', 'load_lq', 'export_size']
 
 # %% ../nbs/13_lqnets.ipynb #ffcae35a
 def code_matrix(K: int, signed: bool) -> torch.Tensor:
@@ -249,6 +249,13 @@ def uniform_quantize(x: torch.Tensor, alpha: torch.Tensor, K: int, signed: bool)
     if signed: return a * (2 * torch.round((x / a + top) / 2).clamp(0, top) - top)   # odd multiples of alpha
     return a * torch.round(x / a).clamp(0, top)                                       # 0, alpha, ..., (2^K - 1) alpha
 
+def uniform_step(counts: torch.Tensor, sums: torch.Tensor, v: torch.Tensor, signed: bool) -> torch.Tensor:
+    "The v-step restricted to v = alpha 2^j: alpha* = sum_l c_l s_l / sum_l c_l^2 n_l per row, c_l the code's level in units of alpha."
+    c = _codes(v.shape[-1], signed, torch.float64, v.device) @ 2.0 ** torch.arange(v.shape[-1], dtype=torch.float64, device=v.device)
+    num, den = sums.double() @ c, counts.double() @ c ** 2
+    alpha = torch.where(den > 0, num / den.clamp_min(1e-300), v[:, 0].double())   # no value off level 0: keep the scale
+    return uniform_basis(alpha, v.shape[-1]).to(v)
+
 @torch.no_grad()
 def fit_uniform_scale(x: torch.Tensor, K: int, signed: bool, grid: int = 200) -> torch.Tensor:
     "Per-row alpha (x: (C, N)) minimising ||Q(x) - x||^2 over a uniform grid, by search over `grid` candidate scales."
@@ -275,14 +282,15 @@ class _QuantSTE(torch.autograd.Function):
 
 class LQQuantizer(nn.Module):
     """LQ-Nets quantizer: for weights (codes ±1) a basis per output channel (`channels` = C_out) or one per layer (`channels=1`),
-    for activations (codes 0/1) one per layer; trained by QEM + moving average, or `frozen` (the uniform baseline)."""
+    for activations (codes 0/1) one per layer; trained by QEM + moving average, or with `scale_only` by the v-step restricted to
+    uniform grids (the uniform baseline), or `frozen`."""
     def __init__(self, bits: int, kind: str = "weight", channels: int = 1, momentum: float = 0.9, ridge: float | None = None,
-                 fan_out: int | None = None, frozen: bool = False):
+                 fan_out: int | None = None, frozen: bool = False, scale_only: bool = False):
         super().__init__()
         self.bits, self.kind = check_bits(bits), check_choice("kind", kind, ("weight", "activation"))
         ridge = (1e-4 if kind == "weight" else 0.0) if ridge is None else ridge
         check_qem_args(ridge, momentum); channels = check_int("channels", channels, 1)
-        self.momentum, self.ridge, self.frozen = momentum, ridge, bool(frozen)
+        self.momentum, self.ridge, self.frozen, self.scale_only = momentum, ridge, bool(frozen), bool(scale_only)
         pow2 = 2.0 ** torch.arange(bits)
         fan_out = fan_out or 9 * channels                                   # He: n = k^2 C_out (3x3 by default)
         if kind == "weight": v = (0.6745 * math.sqrt(2 / fan_out) / 2 ** (bits - 1) * pow2).repeat(channels, 1)
@@ -315,15 +323,17 @@ class LQQuantizer(nn.Module):
     def forward(self, x):
         flat = self._rows(x).detach()
         clip = not self.signed and torch.is_grad_enabled() and x.requires_grad
-        with torch.no_grad():   # Q(x) with the basis as it was; then, in training, one QEM step moves it (unless frozen)
-            q, _, _, mask = qem_pass(flat, self.basis, self.signed, clip, self.ridge,
-                                     self.momentum if self.training and not self.frozen else None)
+        update = self.training and not self.frozen
+        with torch.no_grad():   # Q(x) with the basis as it was; then, in training, one QEM step (or its uniform form) moves it
+            q, counts, sums, mask = qem_pass(flat, self.basis, self.signed, clip, self.ridge,
+                                             self.momentum if update and not self.scale_only else None)
+            if update and self.scale_only: self.basis.lerp_(uniform_step(counts, sums, self.basis, self.signed), 1 - self.momentum)
         return _QuantSTE.apply(x, q.reshape(x.shape), mask.reshape(x.shape) if clip else None)
 
     def extra_repr(self):
         rows = f"per channel ({self.basis.shape[0]})" if self.signed and self.basis.shape[0] > 1 else "per layer"
         return (f"bits={self.bits}, kind={self.kind!r}, basis={rows}, momentum={self.momentum}, ridge={self.ridge:g}"
-                + (", frozen" if self.frozen else ""))
+                + (", frozen" if self.frozen else ", scale only" if self.scale_only else ""))
 
 
 # %% ../nbs/13_lqnets.ipynb #da8cdac8
@@ -338,16 +348,16 @@ class LQConfig:
     "Bits for weights and activations (1..8, or 32 = full precision), the method, the weight basis, and which layers."
     w_bits: int = 2
     a_bits: int = 2
-    method: str = "lq"                 # 'lq', 'uniform' (the frozen best uniform grid) or 'dorefa'
+    method: str = "lq"                 # 'lq', 'uniform' (the best uniform grid, its scale trained), 'uniform-fixed' (frozen) or 'dorefa'
     layers: tuple | None = None
     momentum: float = 0.9
     weight_ridge: float = 1e-4
     weight_basis: str = "channel"      # 'channel' (one basis per output channel) or 'layer'
     def __post_init__(self):
         _check_bits_or_fp(self.w_bits, "w_bits"); _check_bits_or_fp(self.a_bits, "a_bits")
-        check_choice("method", self.method, ("lq", "uniform", "dorefa"))
+        check_choice("method", self.method, ("lq", "uniform", "uniform-fixed", "dorefa"))
         check_choice("weight_basis", self.weight_basis, ("channel", "layer"))
-        if self.method == "dorefa" and self.weight_basis != "channel": raise ValueError("weight_basis applies to 'lq' and 'uniform' only")
+        if self.method == "dorefa" and self.weight_basis != "channel": raise ValueError("weight_basis applies to 'lq' and the uniform methods only")
         check_qem_args(self.weight_ridge, self.momentum)
     @property
     def label(self) -> str: return f"{self.method}{'' if self.weight_basis == 'channel' else '-layer'} {self.w_bits}/{self.a_bits}"
@@ -387,12 +397,14 @@ def lq_model(model: nn.Module, cfg: LQConfig, calib: torch.Tensor | dict | None 
             if cfg.method == "dorefa": wq = DoReFaWeight(cfg.w_bits)
             else:
                 wq = LQQuantizer(cfg.w_bits, "weight", layer.weight.shape[0] if cfg.weight_basis == "channel" else 1, cfg.momentum,
-                                 cfg.weight_ridge, fan_out=layer.weight[0, 0].numel() * layer.weight.shape[0], frozen=cfg.method == "uniform")
+                                 cfg.weight_ridge, fan_out=layer.weight[0, 0].numel() * layer.weight.shape[0], scale_only=cfg.method == "uniform",
+                                 frozen=cfg.method == "uniform-fixed")
                 wq = wq.init_from(layer.weight) if cfg.method == "lq" else wq.init_uniform(layer.weight)
         if cfg.a_bits != FP_BITS:
             if cfg.method == "dorefa": aq = DoReFaActivation(cfg.a_bits)
             else:
-                aq = LQQuantizer(cfg.a_bits, "activation", momentum=cfg.momentum, frozen=cfg.method == "uniform")
+                aq = LQQuantizer(cfg.a_bits, "activation", momentum=cfg.momentum, scale_only=cfg.method == "uniform",
+                                  frozen=cfg.method == "uniform-fixed")
                 if name in acts:   # both start from the best uniform grid for these activations; LQ then runs QEM
                     aq.init_from(acts[name]) if cfg.method == "lq" else aq.init_uniform(acts[name])
         return QuantizedLayer(layer, wq, aq).to(layer.weight.device)

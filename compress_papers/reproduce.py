@@ -41,7 +41,7 @@ PAPERS = {p.name: p for p in [
     Paper("constraint-aware", "11_constraint_aware.ipynb", "Constraint-aware compression (Chen et al., ECCV'18)",
           {"seeds": [0, 1, 2, 3, 4], "constraints": [0.3, 0.15, 0.08, 0.05], "tight": [0.08, 0.05], "budget": 24, "n_init": 6,
            "T": 5, "cooling_budgets": ["paper", "equal"], "linear_at_tightest": False, "train_limit": 2000,
-           "latency_seeds": [0, 1, 2, 3, 4], "latency_budget": 16, "bench_ns": [10, 20, 30, 50], "other_gammas": [0.5, 2.0]}, 240,
+           "latency_seeds": [0, 1, 2, 3, 4], "latency_budget": 16, "bench_ns": [10, 20, 30, 50]}, 240,
           on_data={"imagenet": {   # AlexNet as in the paper; the official code's bo_iters 100 and 10k-iteration fine-tunes
               "all": {"model_name": "tv:alexnet", "eval_images": 1000, "finetune_lr": 0.001},
               "full": {"seeds": [0, 1, 2], "budget": 100, "n_init": 10, "T": 5, "finetune_epochs": 1, "train_limit": 320_000,

@@ -192,7 +192,7 @@ def test_bad_ridge_or_momentum_is_refused_everywhere(ridge, momentum, msg):
     with pytest.raises(ValueError, match=msg): LQConfig(momentum=momentum, weight_ridge=ridge)
 
 
-def test_layer_wise_basis_and_frozen_uniform_export_round_trip():
+def test_layer_wise_basis_and_uniform_export_round_trip():
     set_seed(0)
     for cfg in (LQConfig(2, 2, weight_basis="layer"), LQConfig(2, 2, "uniform")):
         m = lq_model(get_model("resnet8"), cfg, calib=torch.rand(8, 1, 28, 28))
