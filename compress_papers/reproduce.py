@@ -215,7 +215,8 @@ def _claims_block(doc: dict, speed: list) -> str:
     rows = ["| claim | kind | ours | verdict |", "|---|---|---|---|"]
     for c in doc["claims"] + speed:
         ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
-        rows.append(f"| `{c.id}`: {c.claim} | {c.kind} | {ours} | {c.verdict} |")
+        cells = [f"`{c.id}`: {c.claim}", c.kind, ours, c.verdict]
+        rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")   # a | inside a cell would split it
     return "\n".join(rows)
 
 def readme_blocks(root: Path | str | None = None, registry: dict | None = None) -> dict[str, str]:
