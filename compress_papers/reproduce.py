@@ -131,6 +131,12 @@ def check_parameters(paper: Paper, size: str, data: str, nbs: Path | str | None 
         raise ValueError(f"{paper.name} ({size}, {data}) passes {unknown}, which {path.name}'s parameters cell does not define; "
                          f"it defines: {', '.join(known)}")
 
+def _remove_stale(folder: Path, since: float) -> list[str]:
+    "Files of a paper's folder that a successful run did not write (older than `since`) are left from an older notebook: remove them."
+    stale = [f for f in folder.iterdir() if f.is_file() and f.stat().st_mtime < since]
+    for f in stale: f.unlink()
+    return sorted(f.name for f in stale)
+
 def _record_runtime(out: Path, paper: str, seconds: float, size: str):
     "Add the notebook's own run time to `<paper>/timings.json` (the notebook wrote the rest)."
     from compress_papers.core import atomic_write_json, env_stamp
@@ -150,7 +156,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     params.update(paper.params(size, data))
     runs.mkdir(parents=True, exist_ok=True)
     dest = runs / f"{paper.name}-{size}.ipynb"
-    t0, status, error = time.perf_counter(), "ok", None
+    t0, started, status, error = time.perf_counter(), time.time(), "ok", None
     try:
         with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache, **pinned_kernel_env()):
             pm.execute_notebook(str(nbs / paper.notebook), str(dest), parameters=params, kernel_name="python3",
@@ -158,7 +164,8 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     except Exception as e:  # a failing notebook is reported, not fatal
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     seconds = time.perf_counter() - t0
-    if status == "ok" and (out / paper.name).is_dir(): _record_runtime(out, paper.name, seconds, size)
+    if status == "ok" and (out / paper.name).is_dir():   # only a run that succeeded replaces what the folder held
+        _remove_stale(out / paper.name, started); _record_runtime(out, paper.name, seconds, size)
     if status == "ok" and (html if html is not None else size == "full"):
         render_html(dest, out / paper.name / f"{paper.name}.html")
     return {"paper": paper.name, "status": status, "seconds": round(seconds, 1), "error": error, "executed": str(dest)}
