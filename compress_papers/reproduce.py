@@ -218,12 +218,9 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
 
 # %% ../nbs/06_reproduce.ipynb #38cca023
 def _claims_block(doc: dict, speed: list) -> str:
-    from compress_papers.results import _fmt
+    from compress_papers.results import md_row, ours_text
     rows = ["| claim | kind | ours | verdict |", "|---|---|---|---|"]
-    for c in doc["claims"] + speed:
-        ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
-        cells = [f"`{c.id}`: {c.claim}", c.kind, ours, c.verdict]
-        rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")   # a | inside a cell would split it
+    for c in doc["claims"] + speed: rows.append(md_row([f"`{c.id}`: {c.claim}", c.kind, ours_text(c), c.verdict]))
     return "\n".join(rows)
 
 def readme_blocks(root: Path | str | None = None, registry: dict | None = None) -> dict[str, str]:

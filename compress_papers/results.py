@@ -18,7 +18,8 @@ from .core import (atomic_write_bytes, atomic_write_json, atomic_write_text, che
 # %% auto #0
 __all__ = ['VERDICTS', 'KINDS', 'mean_std', 'Claim', 'correct_string', 'Paired', 'paired_compare', 'results_root',
            'speed_compare', 'speed_claim', 'paper_dir', 'save_results', 'load_results', 'save_claims', 'save_timings',
-           'load_timings', 'save_table', 'save_figure', 'claims_table', 'timings_table', 'write_report']
+           'load_timings', 'save_table', 'save_figure', 'md_row', 'ours_text', 'claims_table', 'timings_table',
+           'write_report']
 
 # %% ../nbs/01_results.ipynb #b548091a
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -247,15 +248,21 @@ def _fmt(v, std=None, unit=""):
 
 _MARK = {True: "✔", False: "✘", None: "?"}
 
+def md_row(cells) -> str:
+    "One markdown table row; a | inside a cell is escaped (it would split the cell)."
+    return "| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |"
+
+def ours_text(c: Claim) -> str:
+    "A claim's own number as the tables show it: value ± std and unit, with the seed count when there are several."
+    return _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
+
 def claims_table(claims: Sequence[Claim]) -> str:
     "The claims as a markdown table: claim, paper's number and source, ours, verdict, the checks (✔ holds, ✘ fails, ? cannot tell)."
     rows = ["| id | claim | paper | source | ours | verdict | checks |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         src = (c.paper_source or "—") + ("" if c.paper_verified or c.paper is None else " (unverified)")
-        ours = _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
         checks = "; ".join(f"{_MARK[ok]} {k}" for k, ok in c.checks.items()) or "—"
-        cells = [f"`{c.id}`", c.claim, _fmt(c.paper, unit=c.unit), src, ours, f"**{c.verdict}**", checks]
-        rows.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")   # a | in a cell would split it
+        rows.append(md_row([f"`{c.id}`", c.claim, _fmt(c.paper, unit=c.unit), src, ours_text(c), f"**{c.verdict}**", checks]))
     return "\n".join(rows)
 
 def _flatten(d: dict, path: str = "") -> dict:
