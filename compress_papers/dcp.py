@@ -14,11 +14,13 @@ import torch.nn.functional as F
 from .core import check_int
 from .models import BasicBlock
 from .data import Loader
-from .prune import channel_pairs, make_permanent, set_mask, slim
+from .prune import (LeastSquares, channel_contributions, channel_pairs, cp_select, l1_keep, make_permanent,
+                                   refit_lstsq, set_mask, slim, thinet_select)
+from .train import reestimate_bn
 
 # %% auto #0
-__all__ = ['SELECTIONS', 'recon_loss', 'AuxHead', 'model_units', 'head_positions', 'DCPConfig', 'select_channels', 'split_unit',
-           'stage_finetune', 'layer_objective', 'DCPResult', 'dcp_prune']
+__all__ = ['SELECTIONS', 'REFITS', 'recon_loss', 'AuxHead', 'model_units', 'head_positions', 'DCPConfig', 'select_channels',
+           'split_unit', 'stage_accuracy', 'stage_finetune', 'warm_heads', 'layer_objective', 'DCPResult', 'dcp_prune']
 
 # %% ../nbs/17_dcp.ipynb #d2aac51b
 def recon_loss(o: torch.Tensor, o_base: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,8 @@ def head_positions(n_units: int, P: int) -> list[int]:
     return sorted({(p * n_units) // (P + 1) for p in range(1, P + 1)} - {n_units - 1})
 
 # %% ../nbs/17_dcp.ipynb #f54b363d
-SELECTIONS = ("greedy", "random")
+SELECTIONS = ("greedy", "random", "thinet", "cp", "l1")
+REFITS = ("sgd", "lstsq")
 
 @dataclass(frozen=True)
 class DCPConfig:
@@ -60,14 +63,19 @@ class DCPConfig:
     rate: float = 0.5          # η: fraction of each layer's input channels removed (keeps c - floor(η c))
     lam: float = 1.0           # λ in L = L_M + λ L_S (Eq. 6); 0: reconstruction only
     recon: bool = True         # False: L_S only
-    selection: str = "greedy"  # "greedy" (Algorithm 2) or "random" (same refit)
+    selection: str = "greedy"  # "greedy" (Algorithm 2), "random" (same refit); baselines "thinet", "cp", "l1" (least-squares refit)
+    refit: str = "sgd"         # after each added channel: "sgd" (Eq. 9, `refit_steps` steps at `lr`) or "lstsq" (closed form, L_M only)
     eps: float | None = None   # DCP-Adapt: stop when |L(t-1) - L(t)| / L(0) <= eps (then `rate` is not used)
     heads: int = 2             # P, the number of auxiliary heads
     n_samples: int = 256       # images the channel selection sees
     refit_steps: int = 2       # SGD steps on the selected weights after each added channel (Eq. 9)
-    lr: float = 0.01           # learning rate of those steps
-    stage_steps: int = 20      # Algorithm 1: mini-batches of fine-tuning with L_S^p and L_f before each stage
-    stage_lr: float = 0.01
+    lr: float = 0.01           # their learning rate, in units of 1/κ (κ: the curvature of the layer's L_M; ours)
+    stage_steps: int = 20      # Algorithm 1: at most this many mini-batches of fine-tuning with L_S^p and L_f per stage
+    head_steps: int = 100      # at most this many mini-batches of training every head on the frozen, unpruned network first
+    stage_lr: float = 0.01     # learning rate of the network's weights in that fine-tuning
+    head_lr: float = 0.1       # learning rate of the new head's weights (ours; the official heads train at 0.1)
+    head_check: int = 10       # the head's validation accuracy is measured every `head_check` mini-batches ...
+    head_patience: int = 2     # ... and the stage's fine-tuning stops once it has not risen for `head_patience` checks
     batch_size: int = 64
 
     def __post_init__(self):
@@ -79,9 +87,16 @@ class DCPConfig:
         if self.eps is not None and not (isinstance(self.eps, (int, float)) and self.eps > 0):
             raise ValueError(f"eps must be > 0 (or None for a fixed rate); got {self.eps!r}")
         if self.selection not in SELECTIONS: raise ValueError(f"selection must be one of {SELECTIONS}; got {self.selection!r}")
+        if self.refit not in REFITS: raise ValueError(f"refit must be one of {REFITS}; got {self.refit!r}")
+        if self.refit == "lstsq" and (self.lam != 0 or not self.recon):
+            raise ValueError("refit='lstsq' solves L_M in closed form: it needs lam=0 and recon=True")
+        if self.eps is not None and self.selection not in ("greedy", "random"):
+            raise ValueError(f"eps (DCP-Adapt) needs selection 'greedy' or 'random'; got {self.selection!r}")
         check_int("heads", self.heads, 0); check_int("n_samples", self.n_samples, 1); check_int("refit_steps", self.refit_steps, 0)
         check_int("stage_steps", self.stage_steps, 0); check_int("batch_size", self.batch_size, 1)
-        for k in ("lr", "stage_lr"):
+        check_int("head_steps", self.head_steps, 0)
+        check_int("head_check", self.head_check, 1); check_int("head_patience", self.head_patience, 1)
+        for k in ("lr", "stage_lr", "head_lr"):
             if not getattr(self, k) > 0: raise ValueError(f"{k} must be > 0; got {getattr(self, k)!r}")
 
     def keep(self, c: int) -> int:
@@ -89,18 +104,25 @@ class DCPConfig:
         return c - math.floor(self.rate * c)
 
 # %% ../nbs/17_dcp.ipynb #c2d44af8
-def select_channels(conv: nn.Module, objective, keep: int, cfg: DCPConfig, generator: torch.Generator | None = None):
-    "Algorithm 2 on `conv`'s input channels: returns (selected channels in order, loss after each step)."
+def select_channels(conv: nn.Module, objective, keep: int, cfg: DCPConfig, ls: LeastSquares,
+                    generator: torch.Generator | None = None):
+    """Algorithm 2 on `conv`'s input channels. `objective(b)` returns L at the current weights on mini-batch b: the choice
+    and the recorded losses use b = 0, the refit steps b = 1, 2, ... (cycling over the selection images); `ls` is the
+    layer's L_M as a quadratic (its curvature sets the SGD step, `cfg.lr / ls.curvature()`). Returns (channels, losses)."""
+    if not isinstance(ls, LeastSquares): raise TypeError(f"ls must be the layer's LeastSquares system; got {type(ls).__name__}")
     w_hat = conv.weight.detach().clone(); c = w_hat.shape[1]
     keep = check_int("keep", keep, 1, c)
     d = torch.zeros(c, device=w_hat.device)
     with torch.no_grad(): conv.weight.zero_()
     conv.weight.requires_grad_(True)
-    opt = torch.optim.SGD([conv.weight], lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    opt = torch.optim.SGD([conv.weight], lr=cfg.lr / max(ls.curvature(), 1e-12), momentum=0.9, nesterov=True, weight_decay=1e-4)
     chosen, losses = [], []
-    def grad_of_loss():
+    step = 0
+    def grad_of_loss(b: int = 0):
         conv.weight.grad = None
-        L = objective(); L.backward()
+        L = objective(b); L.backward()
+        if not math.isfinite(L.item()):
+            raise FloatingPointError(f"the selection loss became {L.item()} after {len(chosen)} channels: lower lr (now {cfg.lr} × 1/κ)")
         return L.item()
     while True:
         losses.append(grad_of_loss())
@@ -113,10 +135,11 @@ def select_channels(conv: nn.Module, objective, keep: int, cfg: DCPConfig, gener
             rest = (d == 0).nonzero().flatten()
             k = int(rest[torch.randint(len(rest), (1,), generator=generator)])
         chosen.append(k); d[k] = 1
+        if cfg.refit == "lstsq": refit_lstsq(conv, ls, sorted(chosen)); continue   # L_M's exact minimiser on A
         with torch.no_grad(): conv.weight[:, k] = w_hat[:, k]                  # warm start
         dm = d.view(1, -1, *([1] * (conv.weight.ndim - 2)))
         for _ in range(cfg.refit_steps):                                       # Eq. 9 on W_A only
-            grad_of_loss(); conv.weight.grad.mul_(dm); opt.step()
+            step += 1; grad_of_loss(step); conv.weight.grad.mul_(dm); opt.step()
             with torch.no_grad(): conv.weight.mul_(dm)
     conv.weight.requires_grad_(False); conv.weight.grad = None
     return chosen, losses
@@ -134,44 +157,116 @@ def split_unit(unit: nn.Sequential, conv: nn.Module):
     if first is conv: return lambda h: (h, None), lambda o, _: unit[1:](o)
     raise TypeError(f"DCP prunes the first convolution of a unit or a residual block's conv2; got {conv}")
 
-def stage_finetune(net: nn.Module, units, head, pivot, loader, steps: int, lr: float):
-    "Algorithm 1, step 2: per mini-batch one SGD step on L_S^p (head after unit `pivot`), one on L_f."
-    params = list(net.parameters()) + (list(head.parameters()) if head is not None else [])
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+@torch.no_grad()
+def stage_accuracy(net: nn.Module, units, head, pivot, split, device="cpu", batch_size: int = 500) -> float:
+    "Accuracy of head p (after unit `pivot`) on `split`; of the network itself when `head` is None."
+    was = net.training; net.eval()
+    if head is not None: head.eval()
+    correct = 0
+    for x, y in Loader(split, batch_size, device=device):
+        out = net(x) if head is None else head(_run(units, x, 0, pivot + 1))
+        correct += int((out.argmax(1) == y).sum())
+    net.train(was)
+    return correct / len(split)
+
+def stage_finetune(net: nn.Module, units, head, pivot, loader, cfg: DCPConfig, val=None) -> dict:
+    """Algorithm 1, step 2 (Supp. Alg. S1): per mini-batch one SGD step on L_S^p (head after unit `pivot`), then one on L_f;
+    at most `cfg.stage_steps` mini-batches, stopped once the head's accuracy on `val` (before, then every `cfg.head_check`
+    mini-batches) has not risen for `cfg.head_patience` checks. Returns the steps taken and the accuracies seen."""
+    groups = [{"params": list(net.parameters()), "lr": cfg.stage_lr}]
+    if head is not None: groups.append({"params": list(head.parameters()), "lr": cfg.head_lr})
+    opt = torch.optim.SGD(groups, lr=cfg.stage_lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    dev = next(net.parameters()).device
+    curve = [stage_accuracy(net, units, head, pivot, val, dev)] if val is not None else []
+    best, bad, step = (curve or [-1.0])[0], 0, 0
+    batches = iter(loader); epoch = loader.epoch
     net.train()
     if head is not None: head.train()
-    batches = iter(loader); epoch = 0
-    for _ in range(steps):
+    while step < cfg.stage_steps:
         try: x, y = next(batches)
         except StopIteration: epoch += 1; batches = iter(loader.set_epoch(epoch)); x, y = next(batches)
         losses = ([lambda: F.cross_entropy(head(_run(units, x, 0, pivot + 1)), y)] if head is not None else []) \
                  + [lambda: F.cross_entropy(net(x), y)]
-        for loss in losses: opt.zero_grad(); loss().backward(); opt.step()
+        for loss in losses:
+            opt.zero_grad(); L = loss()
+            if not math.isfinite(L.item()): raise FloatingPointError(f"stage fine-tuning loss became {L.item()}: lower stage_lr ({cfg.stage_lr})")
+            L.backward(); opt.step()
+        step += 1
+        if val is not None and (step % cfg.head_check == 0 or step == cfg.stage_steps):
+            acc = stage_accuracy(net, units, head, pivot, val, dev); curve.append(acc)
+            if head is not None: head.train()
+            if acc > best: best, bad = acc, 0
+            else:
+                bad += 1
+                if bad >= cfg.head_patience: break
     net.eval()
     if head is not None: head.eval()
+    return {"steps": step, "val_acc": curve}
+
+def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=None) -> dict:
+    """Train every auxiliary head (`heads`: pivot -> head) on the unpruned, frozen network before Algorithm 1 (ours, as the
+    official v2 code trains its heads first): at most `cfg.head_steps` mini-batches at `cfg.head_lr`, stopped like
+    `stage_finetune` on the heads' mean validation accuracy. Returns the steps taken and the accuracies seen."""
+    if not heads: return {"steps": 0, "val_acc": []}
+    ps = sorted(heads); opt = torch.optim.SGD([q for h in heads.values() for q in h.parameters()], lr=cfg.head_lr, momentum=0.9,
+                                                nesterov=True, weight_decay=1e-4)
+    dev = next(net.parameters()).device
+    mean_acc = lambda: sum(stage_accuracy(net, units, heads[p], p, val, dev) for p in ps) / len(ps)
+    curve = [mean_acc()] if val is not None else []
+    best, bad, step = (curve or [-1.0])[0], 0, 0
+    batches = iter(loader); epoch = loader.epoch
+    net.eval()
+    while step < cfg.head_steps:
+        try: x, y = next(batches)
+        except StopIteration: epoch += 1; batches = iter(loader.set_epoch(epoch)); x, y = next(batches)
+        with torch.no_grad():
+            feats, h = {}, x
+            for i, u in enumerate(units[:ps[-1] + 1]):
+                h = u(h)
+                if i in heads: feats[i] = h
+        for hd in heads.values(): hd.train()
+        L = sum(F.cross_entropy(heads[p](feats[p]), y) for p in ps)
+        if not math.isfinite(L.item()): raise FloatingPointError(f"head training loss became {L.item()}: lower head_lr ({cfg.head_lr})")
+        opt.zero_grad(); L.backward(); opt.step(); step += 1
+        if val is not None and (step % cfg.head_check == 0 or step == cfg.head_steps):
+            acc = mean_acc(); curve.append(acc)
+            if acc > best: best, bad = acc, 0
+            else:
+                bad += 1
+                if bad >= cfg.head_patience: break
+    for hd in heads.values(): hd.eval()
+    return {"steps": step, "val_acc": curve}
 
 def layer_objective(conv: nn.Module, x_in, rest, o_base, y, cfg: DCPConfig):
-    "L(W) = L_M + λ L_S^p (Eq. 6) at `conv`'s weights: `x_in` is its (fixed) input, `rest` maps its output to the logits of head p."
+    """L(W) = L_M + λ L_S^p (Eq. 6) at `conv`'s weights, as `objective(b)` on mini-batch b (of `cfg.batch_size`, cycling) of the
+    selection images: `x_in` is the layer's (fixed) input and `rest(o, rows)` maps its output on `rows` to the logits of head p."""
     need_s = cfg.lam > 0 or not cfg.recon
-    def objective():
-        o = conv(x_in)
-        L = recon_loss(o, o_base) if cfg.recon else 0.0
-        return L + (cfg.lam if cfg.recon else 1.0) * F.cross_entropy(rest(o), y) if need_s else L
+    nb = -(-len(x_in) // cfg.batch_size)
+    def objective(b: int = 0):
+        rows = slice((b % nb) * cfg.batch_size, (b % nb + 1) * cfg.batch_size)
+        o = conv(x_in[rows])
+        L = recon_loss(o, o_base[rows]) if cfg.recon else 0.0
+        return L + (cfg.lam if cfg.recon else 1.0) * F.cross_entropy(rest(o, rows), y[rows]) if need_s else L
     return objective
 
 # %% ../nbs/17_dcp.ipynb #78414ccc
 @dataclass
 class DCPResult:
-    "The slim model (channels removed), the masked model it equals, the kept input channels and a log per layer."
+    "The slim model (channels removed), the masked model it equals, the kept input channels and a log per layer and stage."
     model: nn.Module
     masked: nn.Module
     keep: dict
     log: dict
+    stages: list
 
 def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 0, layers=None,
-              inplace: bool = False, device="cpu", progress=None) -> DCPResult:
-    "Discrimination-aware channel pruning (Algorithms 1 and 2) of `model` on `data` (a `Dataset`)."
+              inplace: bool = False, device="cpu", progress=None, stage_cache: dict | None = None) -> DCPResult:
+    """Discrimination-aware channel pruning (Algorithms 1 and 2) of `model` on `data` (a `Dataset`); with `cfg.selection`
+    'thinet', 'cp' or 'l1' the same pipeline (stage fine-tuning included) chooses channels by that rule and refits by
+    least squares. `stage_cache` (a dict the caller keeps) reuses the first stage's fine-tuning, which every run of the
+    same model, seed and fine-tuning settings shares."""
     pairs = [n for n in channel_pairs(model) if isinstance(model.get_submodule(n), nn.Conv2d)]   # convolutions only
+    producer = {n: p for n, (p, _) in channel_pairs(model).items()}
     layers = pairs if layers is None else list(layers)
     for n in layers:
         if n not in pairs: raise ValueError(f"layer {n!r} is not prunable by DCP; allowed: {', '.join(pairs)}")
@@ -185,12 +280,28 @@ def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 
     with torch.no_grad(): chans = {p: _run(units, x[:2], 0, p + 1).shape[1] for p in pivots}
     heads = {p: AuxHead(chans[p], data.num_classes).to(device) for p in pivots}
     loader = Loader(data.train, cfg.batch_size, shuffle=True, seed=seed, device=device)
-    keep, log, lo = {}, {}, 0
+    val = data.val if len(data.val) else None
+    keep, log, stages, lo, first = {}, {}, [], 0, True
+    ckey = (id(model), seed, cfg.heads, cfg.stage_steps, cfg.head_steps, cfg.stage_lr, cfg.head_lr, cfg.head_check, cfg.head_patience,
+            cfg.batch_size, str(device), tuple(layers))
     for pv in pivots + [len(units) - 1]:
         todo = sorted((unit_of[n], n) for n in layers if lo <= unit_of[n] <= pv)
-        head = heads.get(pv); lo = pv + 1
+        head = heads.get(pv); lo = pv + 1; hp = pv if head is not None else None
         if not todo: continue
-        if cfg.stage_steps: stage_finetune(net, units, head, pv if head is not None else None, loader, cfg.stage_steps, cfg.stage_lr)
+        if first and stage_cache is not None and ckey in stage_cache:
+            st, hs, ep, info = stage_cache[ckey]
+            net.load_state_dict(st); [heads[p].load_state_dict(h) for p, h in hs.items()]; loader.set_epoch(ep); info = dict(info)
+        else:
+            warm = warm_heads(net, units, heads, loader, cfg, val) if first and cfg.head_steps else None
+            info = stage_finetune(net, units, head, hp, loader, cfg, val) if cfg.stage_steps else {"steps": 0, "val_acc": []}
+            if warm is not None: info["warm"] = warm
+            if first and stage_cache is not None:
+                stage_cache[ckey] = (copy.deepcopy(net.state_dict()), {p: copy.deepcopy(h.state_dict()) for p, h in heads.items()},
+                                     loader.epoch, dict(info))
+        first = False
+        info.update(pivot=pv, head=head is not None, test_acc=stage_accuracy(net, units, head, hp, data.test, device),
+                    layers=[n for _, n in todo])
+        stages.append(info)
         req = {p: p.requires_grad for p in list(net.parameters()) + [q for hd in heads.values() for q in hd.parameters()]}
         for p in req: p.requires_grad_(False)
         top = head if head is not None else net.classifier
@@ -200,14 +311,22 @@ def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 
             with torch.no_grad():
                 x_in, ctx = pre(_run(units, x, 0, u))                                       # the pruned network's input
                 o_base = base.get_submodule(n)(split_unit(bunits[u], base.get_submodule(n))[0](_run(bunits, x, 0, u))[0])
-            rest = lambda o, u=u, ctx=ctx, post=post: top(_run(units, post(o, ctx), u + 1, pv + 1))
-            obj = layer_objective(conv, x_in, rest, o_base, y, cfg)
-            c = conv.weight.shape[1]
-            chosen, losses = select_channels(conv, obj, c if cfg.eps is not None else cfg.keep(c), cfg, g)
+            c = conv.weight.shape[1]; k_keep = c if cfg.eps is not None else cfg.keep(c)
+            ls = LeastSquares.of(conv, x_in, o_base)
+            if cfg.selection in ("thinet", "cp", "l1"):
+                if cfg.selection == "l1": chosen = l1_keep(base.get_submodule(producer[n]).weight, k_keep).tolist()
+                else:
+                    Z, Y = channel_contributions(conv, x_in, o_base, generator=g)
+                    chosen = thinet_select(Z, k_keep) if cfg.selection == "thinet" else cp_select(Z, Y, k_keep)
+                refit_lstsq(conv, ls, chosen); losses = [ls.loss(conv.weight)]
+            else:
+                rest = lambda o, rows, u=u, ctx=ctx, post=post: top(_run(units, post(o, None if ctx is None else ctx[rows]), u + 1, pv + 1))
+                obj = layer_objective(conv, x_in, rest, o_base, y, cfg)
+                chosen, losses = select_channels(conv, obj, k_keep, cfg, ls, g)
             mask = torch.zeros_like(conv.weight); mask[:, chosen] = 1; set_mask(conv, mask)
-            keep[n] = sorted(chosen); log[n] = {"channels": c, "kept": len(chosen), "order": chosen, "loss": losses}
+            keep[n] = sorted(chosen); log[n] = {"channels": c, "kept": len(chosen), "order": list(chosen), "loss": losses}
             if progress: progress(n, log[n])
         for p, r in req.items(): p.requires_grad_(r)
     masked = net
     slim_model = slim(make_permanent(copy.deepcopy(net)), keep).eval()
-    return DCPResult(slim_model, masked.eval(), keep, log)
+    return DCPResult(slim_model, masked.eval(), keep, log, stages)

@@ -4,18 +4,21 @@
 
 # %% ../nbs/08_prune.ipynb #23fbf48f
 from __future__ import annotations
-import copy
+import copy, math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
-from .core import check_ratio
+from .core import check_int, check_ratio
 from .models import BasicBlock
 from .quant import quantizable_layers
 
 # %% auto #0
 __all__ = ['prunable_layers', 'set_mask', 'magnitude_prune', 'make_permanent', 'nonzero_fraction', 'channel_pairs', 'slim',
-           'l1_keep', 'remove_channels']
+           'l1_keep', 'remove_channels', 'conv_patches', 'LeastSquares', 'refit_lstsq', 'channel_contributions',
+           'thinet_select', 'lasso_cd', 'cp_select']
 
 # %% ../nbs/08_prune.ipynb #48013475
 def prunable_layers(model: nn.Module) -> list[str]:
@@ -137,3 +140,115 @@ def remove_channels(model: nn.Module, fractions: dict) -> nn.Module:
         w = model.get_submodule(n).weight; c = w.shape[0]
         keep[by_prod[n]] = l1_keep(w, max(1, c - int(round(f * c))))
     return slim(model, keep)
+
+# %% ../nbs/08_prune.ipynb #449ba2eb
+def conv_patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    "`x` as rows of patches (N·h_out·z_out, c·h_f·z_f), so that conv(x) = patches @ W.reshape(n, -1).T (+ bias)."
+    if conv.groups != 1: raise ValueError(f"least squares needs an ungrouped convolution; got groups={conv.groups}")
+    p = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    return p.transpose(1, 2).reshape(-1, p.shape[1])
+
+@dataclass
+class LeastSquares:
+    "The reconstruction error L(W) = ‖O^b − conv(X; W)‖² / 2Q as a quadratic in the weights: H = PᵀP, B = Pᵀ(O^b − bias)."
+    H: torch.Tensor
+    B: torch.Tensor
+    yy: float
+    Q: int
+    shape: tuple
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d, x_in: torch.Tensor, o_base: torch.Tensor, chunk: int = 32) -> "LeastSquares":
+        "The system of `conv` reading `x_in` (N, c, h, z) to reproduce `o_base`, accumulated `chunk` images at a time."
+        n, c, kh, kw = conv.weight.shape; d = c * kh * kw
+        H = torch.zeros(d, d, dtype=torch.float64, device=x_in.device)
+        B = torch.zeros(d, n, dtype=torch.float64, device=x_in.device); yy = 0.0
+        for i in range(0, len(x_in), chunk):
+            p = conv_patches(conv, x_in[i:i + chunk]).double()
+            y = o_base[i:i + chunk].permute(0, 2, 3, 1).reshape(-1, n).double()
+            if conv.bias is not None: y = y - conv.bias.detach().double()
+            H += p.T @ p; B += p.T @ y; yy += float((y * y).sum())
+        return cls(H, B, yy, o_base.numel(), tuple(conv.weight.shape))
+
+    def _cols(self, chans) -> torch.Tensor:
+        kk = self.shape[2] * self.shape[3]; c = torch.as_tensor(list(chans), dtype=torch.long)
+        return (c[:, None] * kk + torch.arange(kk)).reshape(-1).to(self.H.device)
+
+    def solve(self, chans, ridge: float = 1e-8) -> torch.Tensor:
+        "The weights (n, |chans|, h_f, z_f) that minimise L using input channels `chans` only (a tiny ridge for rank deficiency)."
+        i = self._cols(chans); H = self.H[i][:, i]
+        H = H + ridge * H.diagonal().mean().clamp_min(1e-12) * torch.eye(len(i), dtype=H.dtype, device=H.device)
+        W = torch.linalg.solve(H, self.B[i])
+        n, _, kh, kw = self.shape
+        return W.T.reshape(n, len(i) // (kh * kw), kh, kw).float()
+
+    def loss(self, weight: torch.Tensor) -> float:
+        "L at `weight` (n, c, h_f, z_f), from H and B alone."
+        W = weight.detach().double().reshape(self.shape[0], -1).T
+        return float(self.yy - 2 * (W * self.B).sum() + (W * (self.H @ W)).sum()) / (2 * self.Q)
+
+    def curvature(self) -> float:
+        "The largest eigenvalue of L's Hessian, λ_max(H) / Q: a gradient step of 1 / curvature() cannot overshoot."
+        return float(torch.linalg.eigvalsh(self.H).max()) / self.Q
+
+def refit_lstsq(conv: nn.Module, ls: LeastSquares, chans) -> None:
+    "Set `conv`'s weights to the least-squares solution on input channels `chans`, zero elsewhere."
+    with torch.no_grad():
+        w = torch.zeros_like(conv.weight); w[:, list(chans)] = ls.solve(chans).to(w.device); conv.weight.copy_(w)
+
+# %% ../nbs/08_prune.ipynb #d6a75ab7
+def channel_contributions(conv: nn.Conv2d, x_in: torch.Tensor, o_base: torch.Tensor, rows: int = 4096,
+                          generator: torch.Generator | None = None):
+    """Sampled output elements (random image, position and output channel j): the baseline's value Y there, and the
+    contribution Z[:, k] = Σ_patch X_k * W_{j,k} of each input channel k with the layer's current weights (ThiNet, CP)."""
+    P = conv_patches(conv, x_in); n, c, kh, kw = conv.weight.shape
+    r = torch.randint(P.shape[0], (rows,), generator=generator).to(P.device)
+    j = torch.randint(n, (rows,), generator=generator).to(P.device)
+    Z = (P[r].view(rows, c, kh * kw) * conv.weight.detach().reshape(n, c, kh * kw)[j]).sum(-1)
+    Y = o_base.permute(0, 2, 3, 1).reshape(-1, n)[r, j]
+    if conv.bias is not None: Y = Y - conv.bias.detach()[j]
+    return Z, Y
+
+def thinet_select(Z: torch.Tensor, keep: int) -> list[int]:
+    "ThiNet (Luo et al. 2017, Alg. 1): greedily remove the channel whose contribution adds least to ‖Σ_removed Z‖²; the rest are kept."
+    c = Z.shape[1]; keep = check_int("keep", keep, 1, c)
+    Z = Z.double(); sq = Z.pow(2).sum(0); removed, s = [], torch.zeros_like(Z[:, 0])
+    while len(removed) < c - keep:
+        cost = 2 * (s @ Z) + sq                                  # ‖s + Z_k‖² − ‖s‖² for every k
+        cost[removed] = float("inf")
+        k = int(cost.argmin()); removed.append(k); s = s + Z[:, k]
+    return sorted(set(range(c)) - set(removed))
+
+def lasso_cd(G: torch.Tensor, b: torch.Tensor, alpha: float, beta: torch.Tensor | None = None, iters: int = 500,
+             tol: float = 1e-6) -> torch.Tensor:
+    "min_β ½βᵀGβ − bᵀβ + α‖β‖₁ (CP's LASSO, its Eq. 3, in Gram form: G = ZᵀZ/S, b = ZᵀY/S) by FISTA with restarts."
+    step = 1.0 / float(torch.linalg.eigvalsh(G).max().clamp_min(1e-12))
+    beta = torch.zeros_like(b) if beta is None else beta.clone(); z, t = beta.clone(), 1.0
+    for _ in range(iters):
+        r = z - step * (G @ z - b)
+        new = torch.sign(r) * (r.abs() - step * alpha).clamp_min(0)
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        if float((new - beta) @ (z - new)) > 0: z, t_new = new.clone(), 1.0          # restart when the momentum overshoots
+        else: z = new + (t - 1) / t_new * (new - beta)
+        done = float((new - beta).abs().max()) <= tol * max(float(new.abs().max()), 1e-12)
+        beta, t = new, t_new
+        if done: break
+    return beta
+
+def cp_select(Z: torch.Tensor, Y: torch.Tensor, keep: int, bisections: int = 20) -> list[int]:
+    """CP (He et al. 2017, §3.1): the LASSO on channel coefficients β (Y ≈ Σ_k β_k Z_k), with α raised by bisection
+    until at most `keep` coefficients are non-zero; those channels are kept (filled up by |β| at the last larger set)."""
+    c = Z.shape[1]; keep = check_int("keep", keep, 1, c)
+    Z, Y = Z.double(), Y.double(); G, b = Z.T @ Z / len(Y), Z.T @ Y / len(Y)
+    lo, hi = 0.0, float(b.abs().max()) * 1.01                  # at alpha >= max|b| every β is 0
+    beta_lo, beta_hi = lasso_cd(G, b, lo), torch.zeros_like(b)
+    if int((beta_lo != 0).sum()) <= keep: beta_hi = beta_lo
+    else:
+        for _ in range(bisections):
+            mid = (lo + hi) / 2; beta = lasso_cd(G, b, mid, beta_lo)
+            if int((beta != 0).sum()) > keep: lo, beta_lo = mid, beta
+            else: hi, beta_hi = mid, beta
+            if int((beta_hi != 0).sum()) == keep: break
+    chosen = (beta_hi != 0).nonzero().flatten().tolist()
+    rest = [k for k in torch.argsort(beta_lo.abs(), descending=True, stable=True).tolist() if k not in chosen]
+    return sorted(chosen + rest[:keep - len(chosen)])

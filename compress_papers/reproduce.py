@@ -65,12 +65,14 @@ PAPERS = {p.name: p for p in [
                                          "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32], [4, 32]]}}},
           datasets=("mnist5k", "cifar10", "imagenet")),
     Paper("dcp", "17_dcp.ipynb", "Discrimination-aware channel pruning (Zhuang et al., NeurIPS'18)",
-          {"seeds": [0, 1, 2], "rates": [0.3, 0.5, 0.75], "res_seeds": [0, 1, 2], "lambdas": [0.001, 0.01, 0.1],
-           "epsilons": [0.01, 0.003, 0.001], "eps_seeds": [0, 1, 2], "n_samples": 128, "refit_steps": 2, "stage_steps": 8,
-           "ft_epochs": 1, "ft_limit": 1000, "bench_repeats": 20}, 240,
+          {"rates": [0.3, 0.5, 0.7], "lambdas": [0.01, 0.1], "lambda_rate": 0.3, "epsilons": [0.1, 0.01, 0.001],
+           "n_samples": 256, "budgets": [[2, 0.01], [4, 0.01], [4, 0.03]], "stage_steps": 50, "head_steps": 200, "head_check": 10,
+           "bn_images": 1000, "blocks": [0, 1, 2], "block_methods": ["dcp", "thinet"], "ft_epochs": 1, "ft_limit": 1000,
+           "bench_repeats": 20, "speed_rounds": 5}, 270,
           on_data={"cifar10": {   # the paper's CIFAR-10 models; selection on 5k images, longer fine-tunes (GPU)
               "all": {"model_name": "vgg16", "width": 1.0, "res_model": "resnet56"},
-              "full": {"n_samples": 5000, "refit_steps": 20, "stage_steps": 2000, "ft_epochs": 40, "ft_limit": None}}},
+              "full": {"n_samples": 5000, "budgets": [[5, 0.01], [20, 0.01], [20, 0.03]], "stage_steps": 2000,
+                       "ft_epochs": 40, "ft_limit": None}}},
           datasets=("mnist5k", "cifar10")),
 ]}
 
