@@ -64,7 +64,8 @@ class DCPConfig:
     lam: float = 1.0           # λ in L = L_M + λ L_S (Eq. 6); 0: reconstruction only
     recon: bool = True         # False: L_S only
     selection: str = "greedy"  # "greedy" (Algorithm 2), "random" (same refit); baselines "thinet", "cp", "l1" (least-squares refit)
-    refit: str = "sgd"         # after each added channel: "sgd" (Eq. 9, `refit_steps` steps at `lr`) or "lstsq" (closed form, L_M only)
+    refit: str = "sgd"         # after each added channel: "sgd" (Eq. 9, `refit_steps` steps at `lr`) or "lstsq" (L_M's closed form;
+                               # the next channel is still chosen by the gradient of L = L_M + λ L_S)
     eps: float | None = None   # DCP-Adapt: stop when |L(t-1) - L(t)| / L(0) <= eps (then `rate` is not used)
     heads: int = 2             # P, the number of auxiliary heads
     n_samples: int = 256       # images the channel selection sees
@@ -88,8 +89,8 @@ class DCPConfig:
             raise ValueError(f"eps must be > 0 (or None for a fixed rate); got {self.eps!r}")
         if self.selection not in SELECTIONS: raise ValueError(f"selection must be one of {SELECTIONS}; got {self.selection!r}")
         if self.refit not in REFITS: raise ValueError(f"refit must be one of {REFITS}; got {self.refit!r}")
-        if self.refit == "lstsq" and (self.lam != 0 or not self.recon):
-            raise ValueError("refit='lstsq' solves L_M in closed form: it needs lam=0 and recon=True")
+        if self.refit == "lstsq" and not self.recon:
+            raise ValueError("refit='lstsq' solves L_M in closed form: it needs recon=True")
         if self.eps is not None and self.selection not in ("greedy", "random"):
             raise ValueError(f"eps (DCP-Adapt) needs selection 'greedy' or 'random'; got {self.selection!r}")
         check_int("heads", self.heads, 0); check_int("n_samples", self.n_samples, 1); check_int("refit_steps", self.refit_steps, 0)
