@@ -13,9 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['PINNED_KERNELS', 'DEVICES', 'check_choice', 'check_int', 'check_ratio', 'default_threads', 'set_seed',
-           'pinned_kernel_env', 'cpu_kernels', 'get_device', 'project_root', 'figures_root', 'cache_root',
-           'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json', 'atomic_torch_save',
-           'config_hash', 'git_sha', 'cpu_name', 'env_stamp']
+           'pinned_kernel_env', 'cpu_kernels', 'get_device', 'dist_rank_world', 'project_root', 'figures_root',
+           'cache_root', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json',
+           'atomic_torch_save', 'config_hash', 'git_sha', 'cpu_name', 'env_stamp']
 
 # %% ../nbs/00_core.ipynb #dc8e4652
 def check_choice(name: str, value, allowed: Iterable):
@@ -98,6 +98,12 @@ def get_device(name: str | torch.device = "cpu") -> torch.device:
     if base == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {name!r} is not available on this machine; use 'cpu'")
     return torch.device(name)
+
+def dist_rank_world() -> tuple[int, int]:
+    "(rank, world size) of this process under `torch.distributed` (as `torchrun` starts it), else (0, 1)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 # %% ../nbs/00_core.ipynb #3b717961
 def project_root(start: Path | str | None = None) -> Path:

@@ -209,21 +209,28 @@ class _FolderItems(torch.utils.data.Dataset):
 def _default_workers() -> int: return int(os.environ.get("COMPRESS_PAPERS_WORKERS", min(8, os.cpu_count() or 1)))
 
 class Loader:
-    "Seeded mini-batches over a `Split` (in memory) or `FolderSplit` (files); the order depends only on (seed, epoch)."
+    """Seeded mini-batches over a `Split` (in memory) or `FolderSplit` (files); the order depends only on (seed, epoch).
+    With `rank` and `world` (a training loader under `torchrun`), each global batch of `batch_size` is split over the
+    ranks, rank r taking rows r, r + world, ...: between them, the images one process would see, augmented the same way."""
     def __init__(self, split: Split | FolderSplit, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
-                 device="cpu", drop_last: bool = False, augment: str | None = None, workers: int | None = None):
+                 device="cpu", drop_last: bool = False, augment: str | None = None, workers: int | None = None,
+                 rank: int | None = None, world: int | None = None):
         self.split, self.shuffle, self.seed, self.device, self.drop_last = split, shuffle, seed, torch.device(device), drop_last
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.folder = isinstance(split, FolderSplit)
         self.augment = None if augment is None else check_choice("augment", augment, FOLDER_AUGMENTS if self.folder else ("crop-flip",))
         self.workers = check_int("workers", _default_workers() if workers is None else workers, 0)
         if len(split) == 0: raise ValueError("Loader needs a non-empty split")
+        self.world = check_int("world", 1 if world is None else world, 1)
+        self.rank = check_int("rank", 0 if rank is None else rank, 0, self.world - 1)
+        if self.batch_size < self.world: raise ValueError(f"batch_size ({batch_size}) must be at least the world size ({self.world})")
         self.epoch = 0
 
     def set_epoch(self, epoch: int): self.epoch = check_int("epoch", epoch, 0); return self
     def __len__(self):
+        "Global batches per epoch (a last batch too small to give every rank a row is dropped)."
         n, b = len(self.split), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        return n // b if self.drop_last or 0 < n % b < self.world else -(-n // b)
 
     def _augment(self, x, g):
         n, _, h, w = x.shape
@@ -237,13 +244,16 @@ class Loader:
     def _batches(self, order, g):
         if self.folder:
             items = _FolderItems(self.split, order, self.augment, self.seed * 100_003 + self.epoch)
-            yield from torch.utils.data.DataLoader(items, self.batch_size, shuffle=False, drop_last=self.drop_last,
-                                                   num_workers=self.workers, pin_memory=self.device.type == "cuda")
+            b, n = self.batch_size, len(order)
+            shards = [list(range(k * b, min((k + 1) * b, n)))[self.rank::self.world] for k in range(len(self))]
+            yield from torch.utils.data.DataLoader(items, batch_sampler=shards, num_workers=self.workers,
+                                                   pin_memory=self.device.type == "cuda")
             return
         for k in range(len(self)):
             idx = order[k * self.batch_size:(k + 1) * self.batch_size]
             x, y = self.split.x[idx], self.split.y[idx]
-            yield (self._augment(x, g) if self.augment else x), y
+            if self.augment: x = self._augment(x, g)              # the whole global batch, then this rank's rows
+            yield x[self.rank::self.world], y[self.rank::self.world]
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)

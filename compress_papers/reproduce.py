@@ -16,7 +16,7 @@ from .results import figures_root, write_report
 # %% auto #0
 __all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
            'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'readme_blocks', 'update_readme',
-           'compare_runs', 'main']
+           'compare_runs', 'train_main', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #e81f9dcd
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ PAPERS = {p.name: p for p in [
                                          "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32], [3, 32], [4, 32]]}}},
           datasets=("mnist5k", "cifar10", "imagenet")),
     Paper("dcp", "17_dcp.ipynb", "Discrimination-aware channel pruning (Zhuang et al., NeurIPS'18)",
-          {"rates": [0.3, 0.5], "methods": ["dcp", "dcp-ls", "recon", "thinet", "cp", "l1", "random"], "lambdas": [0.01, 0.1],
-           "lambda_rate": 0.3, "epsilons": [0.1, 0.01, 0.001], "n_samples": 128, "budgets": [[2, 0.01], [4, 0.01], [8, 0.01], [4, 0.003], [4, 0.03]],
+          {"rates": [0.3, 0.5], "methods": ["dcp", "dcp-ls", "recon", "thinet", "cp", "l1", "random"], "lambdas": [0.1],
+           "lambda_rate": 0.3, "epsilons": [0.1, 0.01, 0.003, 0.001], "n_samples": 128, "budgets": [[4, 0.03], [4, 0.01], [4, 0.003], [8, 0.003], [4, 0.001]],
            "stage_steps": 30, "head_steps": 200, "head_check": 10,
            "bn_images": 1000, "blocks": [0, 1, 2], "block_methods": ["dcp", "thinet"], "ft_epochs": 1, "ft_limit": 1000,
            "bench_repeats": 20, "speed_rounds": 15}, 280,
@@ -300,9 +300,41 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("a"); cmp.add_argument("b")
     cmp.add_argument("--exact", action="store_true", help="the numbers in results.json must be identical too")
     cmp.add_argument("--papers", nargs="+", metavar="NAME", help="papers to compare (default: those in both)")
+    t = sub.add_parser("train", help="train a reference model into the checkpoint cache (under torchrun: on every GPU, with DDP)")
+    t.add_argument("model", help="a reference model, e.g. resnet20 or vgg16 (see compress_papers.train.BASELINES and models.MODELS)")
+    t.add_argument("--size", default="full", choices=("smoke", "full"))
+    t.add_argument("--device", default="cpu", help="cpu, cuda or auto; under torchrun each rank takes cuda:LOCAL_RANK")
+    t.add_argument("--data", default="mnist5k", choices=DATASETS)
+    t.add_argument("--data-root", default=None, help="folder with the dataset files")
+    t.add_argument("--width", type=float, default=None, help="width multiplier (default: the model's reference width)")
+    t.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
     rep = sub.add_parser("report", help="rebuild REPORT.md from saved results, without running anything")
     rep.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     return ap
+
+def train_main(args, ap) -> int:
+    """`compress-papers train`: the reference model `args.model` trained (or loaded) into the cache, as `reproduce` would;
+    launched by `torchrun`, every rank joins one process group (NCCL on GPUs, gloo on the CPU) and trains with DDP."""
+    import torch, torch.distributed as dist
+    from .train import baseline_config, pretrained
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    kw = {} if args.width is None else {"width": args.width}
+    try:
+        dev = get_device(args.device); check_inputs("full", args.device, args.data, args.data_root)
+        if not args.model.startswith("tv:"): baseline_config(args.model, args.size, args.data, **kw)
+        if world > 1 and dev.type == "cuda": dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    except (ValueError, FileNotFoundError, TypeError) as e: ap.error(str(e))
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda": torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    try:
+        with _env(COMPRESS_PAPERS_CACHE=args.cache):
+            rank = dist.get_rank() if dist.is_initialized() else 0
+            model, hist = pretrained(args.model, args.size, args.data, dev, args.data_root, progress=rank == 0, **kw)
+        if rank == 0 and hist: print(f"{args.model}: {len(hist)} epochs, validation accuracy {hist[-1].get('val_acc', float('nan')):.4f}")
+    finally:
+        if dist.is_initialized(): dist.destroy_process_group()
+    return 0
 
 def main(argv=None) -> int:
     "The `compress-papers` command."
@@ -318,6 +350,7 @@ def main(argv=None) -> int:
         for d in diffs: print(d)
         print(f"{len(diffs)} difference(s) between {args.a} and {args.b}" + (" (verdicts and numbers)" if args.exact else " (verdicts)"))
         return 1 if diffs else 0
+    if args.cmd == "train": return train_main(args, ap)
     if args.cmd == "report":
         print(write_report(args.out or figures_root(), order=list(PAPERS), titles={k: v.title for k, v in PAPERS.items()}))
         if args.out is None: print("README blocks updated:", ", ".join(update_readme()) or "none")

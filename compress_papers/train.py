@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import (atomic_torch_save, cache_root, check_choice, check_int, config_hash,
-                                  cpu_kernels, get_device, set_seed)
+                                  cpu_kernels, dist_rank_world, get_device, set_seed)
 from .data import DATASETS, Dataset, FolderSplit, Loader, Split, get_data
 from .models import MODELS, get_model, model_for
 
@@ -98,22 +98,40 @@ def evaluate(model: nn.Module, data: Split | FolderSplit | Loader, device="cpu",
 def fit(model: nn.Module, train: Loader, epochs: int, opt: torch.optim.Optimizer, sched=None, val: Split | None = None,
         device="cpu", start_epoch: int = 0, history: list | None = None, on_epoch_end=None, progress: bool = True,
         loss_fn=F.cross_entropy) -> list[dict]:
-    "Train `model` from `start_epoch` to `epochs`; returns the history (one dict per epoch)."
+    """Train `model` from `start_epoch` to `epochs`; returns the history (one dict per epoch). Under `torchrun` the model
+    runs as a `DistributedDataParallel` on every rank, each on its share of the global batch (see `Loader`)."""
     device = get_device(device); history = [] if history is None else history
     model.to(device).train()
-    bar = tqdm(range(start_epoch, epochs), desc=type(model).__name__, disable=not progress, leave=False)
+    rank, world = dist_rank_world()
+    if world != train.world or rank != train.rank:
+        raise ValueError(f"this is rank {rank} of {world}: the training Loader must be split the same way (rank={rank}, world={world}); "
+                         f"it has rank={train.rank}, world={train.world}")
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        if device.type == "cuda": net = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # BatchNorm over the global batch
+        net = DistributedDataParallel(net, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    bar = tqdm(range(start_epoch, epochs), desc=type(model).__name__, disable=not progress or rank > 0, leave=False)
     for epoch in bar:
         train.set_epoch(epoch); model.train()
         tot, correct, n = torch.zeros((), device=device), 0, 0
         for step, (x, y) in enumerate(train):
-            out = model(x.to(device)); y = y.to(device)
+            out = net(x.to(device)); y = y.to(device)
             loss = loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step} "
                                          f"(lr={opt.param_groups[0]['lr']:.3g}): lower the learning rate or check the data")
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            opt.zero_grad(set_to_none=True)
+            if world > 1:   # DDP averages the ranks' gradients: weigh each rank's mean by its share of the global batch
+                m = torch.tensor([float(len(y))], device=device); torch.distributed.all_reduce(m)
+                (loss * (len(y) * world / m.item())).backward()
+            else: loss.backward()
+            opt.step()
             if sched is not None: sched.step()
             tot += loss.detach() * len(y); correct += (out.argmax(1) == y).sum().item(); n += len(y)
+        if world > 1:
+            s = torch.stack([tot.double(), torch.tensor(float(correct), device=device, dtype=torch.float64), torch.tensor(float(n), device=device, dtype=torch.float64)])
+            torch.distributed.all_reduce(s); tot, correct, n = s[0], int(s[1].item()), int(s[2].item())
         rec = {"epoch": epoch + 1, "train_loss": tot.item() / n, "train_acc": correct / n, "lr": opt.param_groups[0]["lr"]}
         if val is not None:
             v = evaluate(model, val, device); rec.update(val_loss=v["loss"], val_acc=v["acc"])
@@ -134,8 +152,10 @@ def checkpoint_path(cfg: TrainConfig, device="cpu", cache: Path | str | None = N
 def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", cache: Path | str | None = None,
                   data_root=None, progress: bool = True) -> tuple[nn.Module, list[dict]]:
     "The model trained with `cfg` (and its history): loaded from the cache, resumed, or trained from scratch."
-    device = get_device(device)
+    device = get_device(device); rank, world = dist_rank_world()
+    barrier = (lambda: torch.distributed.barrier()) if world > 1 else (lambda: None)
     path = checkpoint_path(cfg, device, cache); partial = path.with_suffix(".partial.pt")
+    barrier()                                                   # every rank sees the cache as rank 0 left it
     data = data if data is not None else get_data(cfg.data, root=data_root, seed=cfg.data_seed)
     if data.name != cfg.data: raise ValueError(f"data {data.name!r} does not match the config's data {cfg.data!r}")
     set_seed(cfg.seed)
@@ -144,7 +164,9 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
         ck = torch.load(path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"]); model.eval()
         return model, ck["history"]
-    train = Loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, augment=cfg.augment)
+    if rank == 0:                                               # temp files of a write that a kill interrupted
+        for t in path.parent.glob(f".{path.stem}*.tmp"): t.unlink(missing_ok=True)
+    train = Loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, augment=cfg.augment, rank=rank, world=world)
     opt = make_optimizer(model, cfg); sched = make_scheduler(opt, cfg, len(train))
     history, start = [], 0
     if partial.exists():
@@ -153,12 +175,15 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
         history, start = ck["history"], ck["epoch"]
         torch.set_rng_state(ck["rng"])
     def save_partial(epoch, hist):
+        if rank > 0: return                                     # one writer
         atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                            "history": hist, "epoch": epoch, "rng": torch.get_rng_state(), "config": dataclasses.asdict(cfg)}, partial)
     fit(model, train, cfg.epochs, opt, sched, val=data.val, device=device, start_epoch=start, history=history,
         on_epoch_end=save_partial, progress=progress)
-    atomic_torch_save({"model": model.state_dict(), "history": history, "config": dataclasses.asdict(cfg)}, path)
-    if partial.exists(): partial.unlink()
+    if rank == 0:
+        atomic_torch_save({"model": model.state_dict(), "history": history, "config": dataclasses.asdict(cfg)}, path)
+        if partial.exists(): partial.unlink()
+    barrier()
     model.eval()
     return model, history
 
@@ -172,7 +197,8 @@ def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01,
     train = data.train if limit is None else data.train.take(check_int("limit", limit, 1))
     set_seed(seed)
     augment = DATA_AUGMENT.get(data.name) if augment == "auto" else augment
-    loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment)
+    rank, world = dist_rank_world()
+    loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment, rank=rank, world=world)
     opt = make_optimizer(model, cfg)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val, device=device, progress=progress)
 
