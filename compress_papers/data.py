@@ -228,9 +228,9 @@ class Loader:
 
     def set_epoch(self, epoch: int): self.epoch = check_int("epoch", epoch, 0); return self
     def __len__(self):
-        "Global batches per epoch (a last batch too small to give every rank a row is dropped)."
+        "Global batches per epoch (split over ranks, a last batch with fewer than two rows per rank is dropped: BatchNorm needs two)."
         n, b = len(self.split), self.batch_size
-        return n // b if self.drop_last or 0 < n % b < self.world else -(-n // b)
+        return n // b if self.drop_last or (self.world > 1 and 0 < n % b < 2 * self.world) else -(-n // b)
 
     def _augment(self, x, g):
         n, _, h, w = x.shape

@@ -327,13 +327,11 @@ def train_main(args, ap) -> int:
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda": torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    try:
-        with _env(COMPRESS_PAPERS_CACHE=args.cache):
-            rank = dist.get_rank() if dist.is_initialized() else 0
-            model, hist = pretrained(args.model, args.size, args.data, dev, args.data_root, progress=rank == 0, **kw)
-        if rank == 0 and hist: print(f"{args.model}: {len(hist)} epochs, validation accuracy {hist[-1].get('val_acc', float('nan')):.4f}")
-    finally:
-        if dist.is_initialized(): dist.destroy_process_group()
+    with _env(COMPRESS_PAPERS_CACHE=args.cache):      # an error on one rank ends its process; torchrun then stops the others
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        model, hist = pretrained(args.model, args.size, args.data, dev, args.data_root, progress=rank == 0, **kw)
+    if rank == 0 and hist: print(f"{args.model}: {len(hist)} epochs, validation accuracy {hist[-1].get('val_acc', float('nan')):.4f}")
+    if dist.is_initialized(): dist.destroy_process_group()
     return 0
 
 def main(argv=None) -> int:

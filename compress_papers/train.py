@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #5d118dd5
 from __future__ import annotations
-import dataclasses, math
+import dataclasses, math, os, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,49 +95,60 @@ def evaluate(model: nn.Module, data: Split | FolderSplit | Loader, device="cpu",
     return {"loss": loss / n, "acc": correct / n}
 
 # %% ../nbs/04_train.ipynb #d821ee43
+def _ddp(model: nn.Module, device: torch.device):
+    """`model` as a `DistributedDataParallel`, and a function that undoes what wrapping changed in `model`: on a GPU its
+    BatchNorm layers run as `SyncBatchNorm` (statistics over the global batch), sharing their parameters and buffers."""
+    from torch.nn.parallel import DistributedDataParallel
+    swaps = []
+    if device.type == "cuda":
+        swaps = [(p, name, c) for p in model.modules() for name, c in p.named_children() if isinstance(c, nn.modules.batchnorm._BatchNorm)]
+        for p, name, bn in swaps: setattr(p, name, nn.SyncBatchNorm.convert_sync_batchnorm(bn))
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return net, lambda: [setattr(p, name, bn) for p, name, bn in swaps]
+
 def fit(model: nn.Module, train: Loader, epochs: int, opt: torch.optim.Optimizer, sched=None, val: Split | None = None,
         device="cpu", start_epoch: int = 0, history: list | None = None, on_epoch_end=None, progress: bool = True,
         loss_fn=F.cross_entropy) -> list[dict]:
     """Train `model` from `start_epoch` to `epochs`; returns the history (one dict per epoch). Under `torchrun` the model
     runs as a `DistributedDataParallel` on every rank, each on its share of the global batch (see `Loader`)."""
     device = get_device(device); history = [] if history is None else history
-    model.to(device).train()
     rank, world = dist_rank_world()
+    if world > 1 and device.type == "cuda" and device.index is None:       # one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    model.to(device).train()
     if world != train.world or rank != train.rank:
         raise ValueError(f"this is rank {rank} of {world}: the training Loader must be split the same way (rank={rank}, world={world}); "
                          f"it has rank={train.rank}, world={train.world}")
-    net = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-        if device.type == "cuda": net = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # BatchNorm over the global batch
-        net = DistributedDataParallel(net, device_ids=[device.index or 0] if device.type == "cuda" else None)
+    net, undo = _ddp(model, device) if world > 1 else (model, lambda: None)
     bar = tqdm(range(start_epoch, epochs), desc=type(model).__name__, disable=not progress or rank > 0, leave=False)
-    for epoch in bar:
-        train.set_epoch(epoch); model.train()
-        tot, correct, n = torch.zeros((), device=device), 0, 0
-        for step, (x, y) in enumerate(train):
-            out = net(x.to(device)); y = y.to(device)
-            loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step} "
-                                         f"(lr={opt.param_groups[0]['lr']:.3g}): lower the learning rate or check the data")
-            opt.zero_grad(set_to_none=True)
-            if world > 1:   # DDP averages the ranks' gradients: weigh each rank's mean by its share of the global batch
-                m = torch.tensor([float(len(y))], device=device); torch.distributed.all_reduce(m)
-                (loss * (len(y) * world / m.item())).backward()
-            else: loss.backward()
-            opt.step()
-            if sched is not None: sched.step()
-            tot += loss.detach() * len(y); correct += (out.argmax(1) == y).sum().item(); n += len(y)
-        if world > 1:
-            s = torch.stack([tot.double(), torch.tensor(float(correct), device=device, dtype=torch.float64), torch.tensor(float(n), device=device, dtype=torch.float64)])
-            torch.distributed.all_reduce(s); tot, correct, n = s[0], int(s[1].item()), int(s[2].item())
-        rec = {"epoch": epoch + 1, "train_loss": tot.item() / n, "train_acc": correct / n, "lr": opt.param_groups[0]["lr"]}
-        if val is not None:
-            v = evaluate(model, val, device); rec.update(val_loss=v["loss"], val_acc=v["acc"])
-        history.append(rec)
-        bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_acc=f"{rec.get('val_acc', float('nan')):.3f}")
-        if on_epoch_end is not None: on_epoch_end(epoch + 1, history)
+    try:
+        for epoch in bar:
+            train.set_epoch(epoch); model.train()
+            tot, correct, n = torch.zeros((), device=device), 0, 0
+            for step, (x, y) in enumerate(train):
+                out = net(x.to(device)); y = y.to(device)
+                loss = loss_fn(out, y)
+                scale, bad = 1.0, not torch.isfinite(loss)
+                if world > 1:   # every rank learns the global batch size and whether any rank's loss broke, in one reduction
+                    s = torch.tensor([float(len(y)), float(bad)], device=device); torch.distributed.all_reduce(s)
+                    scale, bad = len(y) * world / s[0].item(), s[1].item() > 0   # DDP averages gradients: weigh by share
+                if bad:
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step} (on some rank) "
+                                             f"(lr={opt.param_groups[0]['lr']:.3g}): lower the learning rate or check the data")
+                opt.zero_grad(set_to_none=True); (loss * scale if world > 1 else loss).backward(); opt.step()
+                if sched is not None: sched.step()
+                tot += loss.detach() * len(y); correct += (out.argmax(1) == y).sum().item(); n += len(y)
+            if world > 1:
+                s = torch.tensor([tot.item(), float(correct), float(n)], device=device, dtype=torch.float64)
+                torch.distributed.all_reduce(s); tot, correct, n = s[0], int(s[1].item()), int(s[2].item())
+                for b in model.buffers(): torch.distributed.broadcast(b, 0)   # BatchNorm statistics: rank 0's, everywhere
+            rec = {"epoch": epoch + 1, "train_loss": tot.item() / n, "train_acc": correct / n, "lr": opt.param_groups[0]["lr"]}
+            if val is not None:
+                v = evaluate(model, val, device); rec.update(val_loss=v["loss"], val_acc=v["acc"])
+            history.append(rec)
+            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_acc=f"{rec.get('val_acc', float('nan')):.3f}")
+            if on_epoch_end is not None: on_epoch_end(epoch + 1, history)
+    finally: undo()
     return history
 
 # %% ../nbs/04_train.ipynb #5267ca7d
@@ -164,8 +175,9 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
         ck = torch.load(path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"]); model.eval()
         return model, ck["history"]
-    if rank == 0:                                               # temp files of a write that a kill interrupted
-        for t in path.parent.glob(f".{path.stem}*.tmp"): t.unlink(missing_ok=True)
+    if rank == 0:                                               # temp files of a write that a kill interrupted (not in flight)
+        for t in path.parent.glob(f".{path.stem}*.tmp"):
+            if time.time() - t.stat().st_mtime > 600: t.unlink(missing_ok=True)
     train = Loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, augment=cfg.augment, rank=rank, world=world)
     opt = make_optimizer(model, cfg); sched = make_scheduler(opt, cfg, len(train))
     history, start = [], 0

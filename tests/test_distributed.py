@@ -18,12 +18,13 @@ SCRIPT = textwrap.dedent('''
     rank, world = dist_rank_world()
     set_seed(0, threads=1)
     dg = digits()
-    if mode == "fit":      # no BatchNorm: on the CPU its statistics are per rank
-        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-        loader = Loader(dg.train, 40, shuffle=True, seed=0, augment="crop-flip", rank=rank, world=world)
+    if mode in ("fit", "bn"):   # fit: no BatchNorm (on the CPU its statistics are per rank); bn: with it
+        bn = [nn.BatchNorm1d(32)] if mode == "bn" else []
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), *bn, nn.ReLU(), nn.Linear(32, 10))
+        loader = Loader(dg.train, 41, shuffle=True, seed=0, augment="crop-flip", rank=rank, world=world)   # 41: every step uneven
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         hist = fit(model, loader, 2, opt, val=dg.val, progress=False)
-        if rank == 0: torch.save({"model": model.state_dict(), "history": hist}, out)
+        torch.save({"model": model.state_dict(), "history": hist, "steps": len(loader)}, f"{out}.{rank}")
     else:                  # a long run through the checkpoint cache, to be killed
         cfg = TrainConfig(model="vgg-small", data="digits", epochs=int(sys.argv[3]), lr=0.05, batch_size=32, width=0.25)
         train_or_load(cfg, dg, cache=out, progress=False)
@@ -44,14 +45,32 @@ def script(tmp_path_factory):
 
 def test_two_processes_train_the_weights_one_process_does(script, tmp_path):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    subprocess.run([sys.executable, str(script), "fit", str(one)], check=True, env=ENV, timeout=300)
+    subprocess.run([sys.executable, str(script), "fit", str(one)], check=True, env=ENV, timeout=300)   # writes one.pt.0
     r = subprocess.run(_torchrun(script, "fit", two), env=ENV, timeout=300, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    a, b = torch.load(one, weights_only=False), torch.load(two, weights_only=False)
+    a, b = torch.load(f"{one}.0", weights_only=False), torch.load(f"{two}.0", weights_only=False)
+    assert a["steps"] == b["steps"]                                 # the same global batches
     for k, v in a["model"].items():
         assert torch.allclose(v, b["model"][k], atol=1e-5, rtol=1e-4), (k, float((v - b["model"][k]).abs().max()))
+    from compress_papers.data import digits
+    n = len(digits().train)
     for ha, hb in zip(a["history"], b["history"]):        # the epoch's loss and accuracy are over the whole global batch
-        assert abs(ha["train_loss"] - hb["train_loss"]) < 1e-4 and ha["train_acc"] == hb["train_acc"] and ha["val_acc"] == hb["val_acc"]
+        assert abs(ha["train_loss"] - hb["train_loss"]) < 1e-4 and abs(ha["train_acc"] - hb["train_acc"]) <= 1 / n
+        assert abs(ha["val_acc"] - hb["val_acc"]) <= 1 / 100
+
+
+def test_with_batchnorm_every_rank_holds_the_same_model(script, tmp_path):
+    "BatchNorm on the CPU normalises each rank's rows alone; after each epoch all ranks take rank 0's statistics."
+    r = subprocess.run(_torchrun(script, "bn", tmp_path / "bn.pt"), env=ENV, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (torch.load(tmp_path / f"bn.pt.{k}", weights_only=False) for k in (0, 1))
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    assert a["history"] == b["history"]
+
+
+def ck_name(files) -> str:
+    "The checkpoint's stem from the files of the cache."
+    return next(f.name for f in files if f.name.endswith(".partial.pt"))[:-len(".partial.pt")]
 
 
 def _rank_pid(parent: int, local_rank: str) -> int | None:
@@ -75,7 +94,8 @@ def test_a_killed_rank_leaves_no_half_written_checkpoint(script, tmp_path):
         while not list((cache / "checkpoints").glob("*.partial.pt")) and time.time() < deadline and p.poll() is None: time.sleep(0.2)
         time.sleep(0.5)
         pid = _rank_pid(p.pid, "1")
-        assert pid is not None and p.poll() is None, "the run ended before a partial checkpoint was written"
+        if pid is None and p.poll() is None: pytest.skip("cannot find torchrun's worker processes in /proc")
+        assert p.poll() is None, "the run ended before a partial checkpoint was written"
         os.kill(pid, signal.SIGKILL)
         assert p.wait(timeout=120) != 0                       # torchrun notices and stops the other rank
     finally:
@@ -85,6 +105,8 @@ def test_a_killed_rank_leaves_no_half_written_checkpoint(script, tmp_path):
     assert not done, files                                    # no complete checkpoint was claimed
     ck = torch.load(next(f for f in files if f.name.endswith(".partial.pt")), weights_only=False)
     assert 1 <= ck["epoch"] < epochs                          # the partial one is whole: it loads and says how far it got
+    stale = cache / "checkpoints" / f".{ck_name(files)}.pt.interrupted.tmp"         # what a kill in the middle of a write leaves
+    stale.write_bytes(b"half"); os.utime(stale, (time.time() - 3600, time.time() - 3600))
     subprocess.run([sys.executable, str(script), "cache", str(cache), str(epochs)], check=True, env=ENV, timeout=300)   # one process resumes
     names = sorted(f.name for f in (cache / "checkpoints").iterdir())
     assert len(names) == 1 and not names[0].endswith((".partial.pt", ".tmp")), names          # the complete checkpoint, nothing else
