@@ -67,9 +67,9 @@ PAPERS = {p.name: p for p in [
     Paper("dcp", "17_dcp.ipynb", "Discrimination-aware channel pruning (Zhuang et al., NeurIPS'18)",
           {"rates": [0.3, 0.5], "methods": ["dcp", "dcp-ls", "recon", "thinet", "cp", "l1", "random"], "lambdas": [0.1],
            "lambda_rate": 0.3, "epsilons": [0.1, 0.01, 0.003, 0.001], "n_samples": 128, "budgets": [[4, 0.03], [4, 0.01], [4, 0.003], [8, 0.003], [4, 0.001]],
-           "stage_steps": 30, "head_steps": 200, "head_check": 10,
+           "stage_steps": 20, "head_steps": 200, "head_check": 10,
            "bn_images": 1000, "blocks": [0, 1, 2], "block_methods": ["dcp", "thinet"], "ft_epochs": 1, "ft_limit": 1000,
-           "bench_repeats": 20, "speed_rounds": 15}, 280,
+           "bench_repeats": 10, "speed_rounds": 15}, 260,
           on_data={"cifar10": {   # the paper's CIFAR-10 models; selection on 5k images, longer fine-tunes (GPU)
               "all": {"model_name": "vgg16", "width": 1.0, "res_model": "resnet56"},
               "full": {"n_samples": 5000, "budgets": [[5, 0.01], [20, 0.01], [20, 0.03]], "stage_steps": 2000,
