@@ -265,7 +265,7 @@ def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 
     """Discrimination-aware channel pruning (Algorithms 1 and 2) of `model` on `data` (a `Dataset`); with `cfg.selection`
     'thinet', 'cp' or 'l1' the same pipeline (stage fine-tuning included) chooses channels by that rule and refits by
     least squares. `stage_cache` (a dict the caller keeps) reuses the first stage's fine-tuning, which every run of the
-    same model, seed and fine-tuning settings shares."""
+    same model, seed and fine-tuning settings shares (when it ends at the same head)."""
     pairs = [n for n in channel_pairs(model) if isinstance(model.get_submodule(n), nn.Conv2d)]   # convolutions only
     producer = {n: p for n, (p, _) in channel_pairs(model).items()}
     layers = pairs if layers is None else list(layers)
@@ -284,11 +284,12 @@ def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 
     val = data.val if len(data.val) else None
     keep, log, stages, lo, first = {}, {}, [], 0, True
     ckey = (id(model), seed, cfg.heads, cfg.stage_steps, cfg.head_steps, cfg.stage_lr, cfg.head_lr, cfg.head_check, cfg.head_patience,
-            cfg.batch_size, str(device), tuple(layers))
+            cfg.batch_size, str(device))
     for pv in pivots + [len(units) - 1]:
         todo = sorted((unit_of[n], n) for n in layers if lo <= unit_of[n] <= pv)
         head = heads.get(pv); lo = pv + 1; hp = pv if head is not None else None
         if not todo: continue
+        if first: ckey += (pv,)                                   # the first stage run depends on where it ends, not on the layers
         if first and stage_cache is not None and ckey in stage_cache:
             st, hs, ep, info = stage_cache[ckey]
             net.load_state_dict(st); [heads[p].load_state_dict(h) for p, h in hs.items()]; loader.set_epoch(ep); info = dict(info)
