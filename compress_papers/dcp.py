@@ -20,7 +20,8 @@ from .train import reestimate_bn
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'REFITS', 'recon_loss', 'AuxHead', 'model_units', 'head_positions', 'DCPConfig', 'select_channels',
-           'split_unit', 'stage_accuracy', 'stage_finetune', 'warm_heads', 'layer_objective', 'DCPResult', 'dcp_prune']
+           'split_unit', 'stage_accuracy', 'train_while_rising', 'stage_finetune', 'warm_heads', 'layer_objective',
+           'DCPResult', 'dcp_prune']
 
 # %% ../nbs/17_dcp.ipynb #d2aac51b
 def recon_loss(o: torch.Tensor, o_base: torch.Tensor) -> torch.Tensor:
@@ -170,6 +171,25 @@ def stage_accuracy(net: nn.Module, units, head, pivot, split, device="cpu", batc
     net.train(was)
     return correct / len(split)
 
+def train_while_rising(step, measure, loader, max_steps: int, cfg: DCPConfig) -> dict:
+    """Call `step(x, y)` on mini-batches of `loader` (epoch after epoch), at most `max_steps` times; `measure()` (None: never)
+    is taken before and every `cfg.head_check` steps, and training stops once it has not risen for `cfg.head_patience`
+    checks. Returns the steps taken and the measurements."""
+    curve = [measure()] if measure else []
+    best, bad, n = (curve or [-1.0])[0], 0, 0
+    batches, epoch = iter(loader), loader.epoch
+    while n < max_steps:
+        try: x, y = next(batches)
+        except StopIteration: epoch += 1; batches = iter(loader.set_epoch(epoch)); x, y = next(batches)
+        step(x, y); n += 1
+        if measure and (n % cfg.head_check == 0 or n == max_steps):
+            acc = measure(); curve.append(acc)
+            if acc > best: best, bad = acc, 0
+            else:
+                bad += 1
+                if bad >= cfg.head_patience: break
+    return {"steps": n, "val_acc": curve}
+
 def stage_finetune(net: nn.Module, units, head, pivot, loader, cfg: DCPConfig, val=None) -> dict:
     """Algorithm 1, step 2 (Supp. Alg. S1): per mini-batch one SGD step on L_S^p (head after unit `pivot`), then one on L_f;
     at most `cfg.stage_steps` mini-batches, stopped once the head's accuracy on `val` (before, then every `cfg.head_check`
@@ -178,31 +198,19 @@ def stage_finetune(net: nn.Module, units, head, pivot, loader, cfg: DCPConfig, v
     if head is not None: groups.append({"params": list(head.parameters()), "lr": cfg.head_lr})
     opt = torch.optim.SGD(groups, lr=cfg.stage_lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
     dev = next(net.parameters()).device
-    curve = [stage_accuracy(net, units, head, pivot, val, dev)] if val is not None else []
-    best, bad, step = (curve or [-1.0])[0], 0, 0
-    batches = iter(loader); epoch = loader.epoch
-    net.train()
-    if head is not None: head.train()
-    while step < cfg.stage_steps:
-        try: x, y = next(batches)
-        except StopIteration: epoch += 1; batches = iter(loader.set_epoch(epoch)); x, y = next(batches)
+    def step(x, y):
+        net.train()
+        if head is not None: head.train()
         losses = ([lambda: F.cross_entropy(head(_run(units, x, 0, pivot + 1)), y)] if head is not None else []) \
                  + [lambda: F.cross_entropy(net(x), y)]
         for loss in losses:
             opt.zero_grad(); L = loss()
             if not math.isfinite(L.item()): raise FloatingPointError(f"stage fine-tuning loss became {L.item()}: lower stage_lr ({cfg.stage_lr})")
             L.backward(); opt.step()
-        step += 1
-        if val is not None and (step % cfg.head_check == 0 or step == cfg.stage_steps):
-            acc = stage_accuracy(net, units, head, pivot, val, dev); curve.append(acc)
-            if head is not None: head.train()
-            if acc > best: best, bad = acc, 0
-            else:
-                bad += 1
-                if bad >= cfg.head_patience: break
+    info = train_while_rising(step, val is not None and (lambda: stage_accuracy(net, units, head, pivot, val, dev)), loader, cfg.stage_steps, cfg)
     net.eval()
     if head is not None: head.eval()
-    return {"steps": step, "val_acc": curve}
+    return info
 
 def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=None) -> dict:
     """Train every auxiliary head (`heads`: pivot -> head) on the unpruned, frozen network before Algorithm 1 (ours, as the
@@ -213,13 +221,8 @@ def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=N
                                                 nesterov=True, weight_decay=1e-4)
     dev = next(net.parameters()).device
     mean_acc = lambda: sum(stage_accuracy(net, units, heads[p], p, val, dev) for p in ps) / len(ps)
-    curve = [mean_acc()] if val is not None else []
-    best, bad, step = (curve or [-1.0])[0], 0, 0
-    batches = iter(loader); epoch = loader.epoch
     net.eval()
-    while step < cfg.head_steps:
-        try: x, y = next(batches)
-        except StopIteration: epoch += 1; batches = iter(loader.set_epoch(epoch)); x, y = next(batches)
+    def step(x, y):
         with torch.no_grad():
             feats, h = {}, x
             for i, u in enumerate(units[:ps[-1] + 1]):
@@ -228,15 +231,10 @@ def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=N
         for hd in heads.values(): hd.train()
         L = sum(F.cross_entropy(heads[p](feats[p]), y) for p in ps)
         if not math.isfinite(L.item()): raise FloatingPointError(f"head training loss became {L.item()}: lower head_lr ({cfg.head_lr})")
-        opt.zero_grad(); L.backward(); opt.step(); step += 1
-        if val is not None and (step % cfg.head_check == 0 or step == cfg.head_steps):
-            acc = mean_acc(); curve.append(acc)
-            if acc > best: best, bad = acc, 0
-            else:
-                bad += 1
-                if bad >= cfg.head_patience: break
+        opt.zero_grad(); L.backward(); opt.step()
+    info = train_while_rising(step, val is not None and mean_acc, loader, cfg.head_steps, cfg)
     for hd in heads.values(): hd.eval()
-    return {"steps": step, "val_acc": curve}
+    return info
 
 def layer_objective(conv: nn.Module, x_in, rest, o_base, y, cfg: DCPConfig):
     """L(W) = L_M + λ L_S^p (Eq. 6) at `conv`'s weights, as `objective(b)` on mini-batch b (of `cfg.batch_size`, cycling) of the
