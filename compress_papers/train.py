@@ -4,13 +4,14 @@
 
 # %% ../nbs/04_train.ipynb #5d118dd5
 from __future__ import annotations
-import dataclasses, math, os, time
+import contextlib, dataclasses, math, os, time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .core import (atomic_torch_save, cache_root, check_choice, check_int, config_hash,
@@ -19,9 +20,9 @@ from .data import DATASETS, Dataset, FolderSplit, Loader, Split, get_data
 from .models import MODELS, get_model, model_for
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'DATA_AUGMENT', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'CIFAR_RECIPE',
-           'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path', 'train_or_load',
-           'finetune', 'reestimate_bn', 'baseline_config', 'torchvision_pretrained', 'pretrained']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'DATA_AUGMENT', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'SMOKE_IMAGES',
+           'CIFAR_RECIPE', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path',
+           'train_or_load', 'finetune', 'reestimate_bn', 'baseline_config', 'torchvision_pretrained', 'pretrained']
 
 # %% ../nbs/04_train.ipynb #446b799f
 OPTIMIZERS = ("sgd", "adam")
@@ -45,6 +46,7 @@ class TrainConfig:
     data_seed: int = 0
     width: float = 1.0
     augment: str | None = None
+    train_images: int | None = None   # train on the first this many training images (None: all); smoke runs use it
 
     def __post_init__(self):
         if not (self.model in MODELS or self.model.startswith("tv:")):
@@ -57,6 +59,7 @@ class TrainConfig:
         if self.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay!r}")
         if not self.width > 0: raise ValueError(f"width must be > 0; got {self.width!r}")
         if self.augment is not None: check_choice("augment", self.augment, AUGMENTS)
+        if self.train_images is not None: check_int("train_images", self.train_images, 1)
 
     def replace(self, **kw) -> "TrainConfig": return dataclasses.replace(self, **kw)
 
@@ -153,32 +156,51 @@ def fit(model: nn.Module, train: Loader, epochs: int, opt: torch.optim.Optimizer
 
 # %% ../nbs/04_train.ipynb #5267ca7d
 CACHE_VERSION = 4   # bump whenever data or training code changes what a configuration produces
+_LATER_FIELDS = ("train_images",)   # fields added after CACHE_VERSION 4: hashed only when set, so older checkpoints keep their names
 
 def checkpoint_path(cfg: TrainConfig, device="cpu", cache: Path | str | None = None) -> Path:
     "Where the trained model for `cfg` is cached: `<cache>/checkpoints/<model>-<hash>.pt`."
     dev = get_device(device).type
-    key = config_hash([dataclasses.asdict(cfg), dev, CACHE_VERSION] + ([cpu_kernels(), torch.get_num_threads()] if dev == "cpu" else []))   # other kernels or threads, other bits
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if not (k in _LATER_FIELDS and v is None)}   # unset: the old key
+    key = config_hash([fields, dev, CACHE_VERSION] + ([cpu_kernels(), torch.get_num_threads()] if dev == "cpu" else []))   # other kernels or threads, other bits
     return Path(cache or cache_root()) / "checkpoints" / f"{cfg.model.replace(':', '_')}-{key}.pt"
+
+def _lock_path(path: Path) -> Path:
+    "The lock file of checkpoint `path`: `<cache>/locks/<name>.lock` (empty files, left in place)."
+    (d := path.parent.parent / "locks").mkdir(parents=True, exist_ok=True)
+    return d / f"{path.stem}.lock"
 
 def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", cache: Path | str | None = None,
                   data_root=None, progress: bool = True) -> tuple[nn.Module, list[dict]]:
     "The model trained with `cfg` (and its history): loaded from the cache, resumed, or trained from scratch."
     device = get_device(device); rank, world = dist_rank_world()
     barrier = (lambda: torch.distributed.barrier()) if world > 1 else (lambda: None)
-    path = checkpoint_path(cfg, device, cache); partial = path.with_suffix(".partial.pt")
+    path = checkpoint_path(cfg, device, cache)
     barrier()                                                   # every rank sees the cache as rank 0 left it
     data = data if data is not None else get_data(cfg.data, root=data_root, seed=cfg.data_seed)
     if data.name != cfg.data: raise ValueError(f"data {data.name!r} does not match the config's data {cfg.data!r}")
     set_seed(cfg.seed)
     model = model_for(cfg.model, data, cfg.width).to(device)
-    if path.exists():
+    def load():
         ck = torch.load(path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"]); model.eval()
         return model, ck["history"]
+    if path.exists(): return load()
+    # one process trains a configuration; another that wants it meanwhile (`reproduce --jobs`) waits, then loads it
+    with FileLock(str(_lock_path(path))) if world == 1 else contextlib.nullcontext():
+        if path.exists(): return load()
+        _train_into(cfg, model, data, device, path, rank, world, progress)
+    barrier()                                                   # rank 0 has written it: every rank loads it
+    return load()
+
+def _train_into(cfg, model, data, device, path, rank, world, progress):
+    "Train `model` with `cfg` (resuming `<path>.partial.pt`); rank 0 writes the checkpoint to `path`."
+    partial = path.with_suffix(".partial.pt")
     if rank == 0:                                               # temp files of a write that a kill interrupted (not in flight)
         for t in path.parent.glob(f".{path.stem}*.tmp"):
             if time.time() - t.stat().st_mtime > 600: t.unlink(missing_ok=True)
-    train = Loader(data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, augment=cfg.augment, rank=rank, world=world)
+    split = data.train if cfg.train_images is None else data.train.take(cfg.train_images)
+    train = Loader(split, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, augment=cfg.augment, rank=rank, world=world)
     opt = make_optimizer(model, cfg); sched = make_scheduler(opt, cfg, len(train))
     history, start = [], 0
     if partial.exists():
@@ -195,9 +217,6 @@ def train_or_load(cfg: TrainConfig, data: Dataset | None = None, device="cpu", c
     if rank == 0:
         atomic_torch_save({"model": model.state_dict(), "history": history, "config": dataclasses.asdict(cfg)}, path)
         if partial.exists(): partial.unlink()
-    barrier()
-    model.eval()
-    return model, history
 
 # %% ../nbs/04_train.ipynb #2250c079
 def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01, seed: int = 0, device="cpu",
@@ -241,16 +260,17 @@ BASELINES = {
     "inception-small": TrainConfig("inception-small", epochs=6, lr=0.05, batch_size=64),
 }
 SIZES = ("smoke", "full")
+SMOKE_IMAGES = 2048   # a smoke run's reference models see this many training images: every code path, in seconds
 # CIFAR-10 on a GPU: the usual 160-epoch recipe (crops and flips, SGD 0.1, cosine); not run in CI
 CIFAR_RECIPE = dict(epochs=160, lr=0.1, batch_size=128, weight_decay=5e-4)
 
 def baseline_config(name: str, size: str = "full", data: str = "mnist5k", **overrides) -> TrainConfig:
-    "The recipe for reference model `name` at `size` ('smoke': 1 epoch) on `data` (CIFAR-10: any model of the zoo)."
+    "The recipe for reference model `name` at `size` ('smoke': 1 epoch over at most `SMOKE_IMAGES` images) on `data` (CIFAR-10: any model of the zoo)."
     check_choice("size", size, SIZES)
     if data == "cifar10" and name in MODELS: cfg = TrainConfig(name, data=data, **CIFAR_RECIPE)
     else: cfg = BASELINES[check_choice("model", name, BASELINES)].replace(data=data)
     cfg = cfg.replace(**{"augment": DATA_AUGMENT.get(data), **overrides})
-    return cfg.replace(epochs=1) if size == "smoke" else cfg
+    return cfg.replace(epochs=1, train_images=SMOKE_IMAGES) if size == "smoke" else cfg
 
 def torchvision_pretrained(name: str, device="cpu") -> nn.Module:
     "torchvision model `name` ('tv:resnet18' or 'resnet18') with its ImageNet weights from the torch hub cache."

@@ -2,8 +2,8 @@
 import pytest, torch
 
 
-def test_list_shows_notebooks_and_planned_papers(cli):
-    r = cli("list")
+def test_list_shows_notebooks_and_planned_papers(cli_process):
+    r = cli_process("list")                               # the installed console script, in a process of its own
     assert r.returncode == 0
     assert "baselines" in r.stdout and "10_baselines.ipynb" in r.stdout
     assert "dcp" in r.stdout  # planned papers are listed too
