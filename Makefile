@@ -25,7 +25,7 @@ CROSS ?= baselines
 # Library tests: two pytest workers (a file each at a time), one thread each
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: all venv reproduce test test-fast sync-check nbtest pytest smoke lab export clean
+.PHONY: all venv reproduce test test-fast sync-check nbtest pytest smoke docs docs-test browser lab export clean
 
 all: test
 
@@ -43,9 +43,9 @@ venv: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/compress-papers reproduce $(RUN_ARGS)
 
-## The tests: library/notebooks in sync, notebooks clean, the core notebooks' tests, pytest, and every experiment
-## notebook once at smoke size through the runner (with the determinism and cross-setting checks).
-test: $(STAMP) sync-check nbtest pytest smoke
+## The tests: library/notebooks in sync, notebooks clean, the core notebooks' tests, pytest, every experiment notebook
+## once at smoke size through the runner (with the determinism and cross-setting checks), and the site in a browser.
+test: $(STAMP) sync-check nbtest pytest smoke docs-test
 
 ## The inner loop: the same without the experiment notebooks.
 test-fast: $(STAMP) sync-check nbtest pytest
@@ -64,7 +64,7 @@ nbtest: $(STAMP)
 	env $(PIN) $(BIN)/nbdev_test --n_workers 2 --skip_file_re '^([_.]|1[0-9]_)'
 
 pytest: $(STAMP)
-	env $(PIN) COMPRESS_PAPERS_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+	env $(PIN) COMPRESS_PAPERS_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) --ignore=tests/browser tests
 
 # Every experiment notebook once at smoke size through the real runner (it fails if a notebook fails), then the
 # determinism and cross-setting checks described above.
@@ -78,6 +78,21 @@ smoke: $(STAMP)
 	$(BIN)/compress-papers compare $$tmp/a $$tmp/b --exact --papers $(DETERMINISM); \
 	$(BIN)/compress-papers compare $$tmp/a $$tmp/c --papers $(CROSS)
 
+## The documentation site in site/: the README, one page per paper with its executed notebook, the report, the API.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python docs/build.py
+
+## The site in headless Chromium: every page renders, no broken link or image; screenshots in site/screenshots/.
+docs-test: docs browser
+	$(BIN)/python -m pytest -q tests/browser
+
+# Debian's chromium and chromium-driver, installed when missing (as root; otherwise say how)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q chromium chromium-driver >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	  else echo "the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; fi; }
+
 ## JupyterLab on nbs/ with the project's environment (installs JupyterLab on first use).
 lab: $(STAMP)
 	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install -q jupyterlab
@@ -87,4 +102,4 @@ export: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
 
 clean:
-	rm -rf nbs/_runs .pytest_cache
+	rm -rf nbs/_runs .pytest_cache site build/site-src build/mkdocs.yml
