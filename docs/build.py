@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from compress_papers.reproduce import PAPERS, readme_blocks   # noqa: E402
 
-API = ["core", "results", "data", "models", "train", "measure", "quant", "prune", "reproduce",
-       "constraint_aware", "accnet", "lqnets", "dcp"]
+
+
+def api_modules(nbs: Path = ROOT / "nbs") -> list[str]:
+    "The package's modules in notebook order: each notebook's `#| default_exp` name (a new paper's module joins by itself)."
+    found = (re.search(r"#\|\s*default_exp\s+(\w+)", nb.read_text()) for nb in sorted(nbs.glob("[0-9]*.ipynb")))
+    return [m.group(1) for m in found if m]
 
 
 def _summary(notebook: Path) -> str:
@@ -54,7 +58,7 @@ def _paper_page(name: str, figures: Path) -> str:
 def _config(pages: list[str]) -> str:
     nav = ["nav:", "  - Home: index.md", "  - Report: figures/REPORT.md", "  - Papers:"]
     nav += [f"      - {PAPERS[n].title.split(':')[0].split(' (')[0]}: papers/{n}.md" for n in pages]
-    nav += ["  - API reference:"] + [f"      - {m}: api/{m}.md" for m in API]
+    nav += ["  - API reference:"] + [f"      - {m}: api/{m}.md" for m in api_modules()]
     return "\n".join([
         "site_name: compress-papers",
         "site_description: A reproducible, literate companion to nine neural-network compression papers",
@@ -76,7 +80,7 @@ def build(out: Path | str = ROOT / "site", src: Path | str = ROOT / "build" / "s
     (src / "index.md").write_text(_home((ROOT / "README.md").read_text()))
     pages = [n for n in PAPERS if (figures / n / "results.json").exists()]
     for n in pages: (src / "papers" / f"{n}.md").write_text(_paper_page(n, figures))
-    for m in API: (src / "api" / f"{m}.md").write_text(f"# compress_papers.{m}\n\n::: compress_papers.{m}\n")
+    for m in api_modules(): (src / "api" / f"{m}.md").write_text(f"# compress_papers.{m}\n\n::: compress_papers.{m}\n")
     (src.parent / "mkdocs.yml").write_text(_config(pages))
     tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "-q", "-f", str(src.parent / "mkdocs.yml"), "-d", str(tmp)], check=True)
