@@ -15,7 +15,7 @@ RUN_ARGS = --size $(SIZE) --device $(DEVICE) --data $(DATA) $(if $(PAPERS),--pap
 # CPU kernels pinned to AVX2 on x86-64 (the runner pins them for every notebook it runs; see nbs/00_core.ipynb)
 PIN = $(shell $(BIN)/python -c "from compress_papers.core import pinned_kernel_env as p; print(' '.join(f'{k}={v}' for k, v in p().items()))")
 # The smoke check: every experiment notebook once, two at a time with one thread each (JOBS). Then, side by side and
-# each from an empty checkpoint cache, two checks: the $(DETERMINISM) notebooks run again (one thread) must give
+# each from an empty checkpoint cache, two checks: the $(DETERMINISM) notebooks run again (as many threads each) must give
 # identical results.json (determinism), and the $(CROSS) notebooks run with two threads and the processor's own kernels
 # must give the same verdicts (what another machine may see). CROSS holds only notebooks whose verdicts rest on paired
 # tests or margins that survive such a change; add each paper once its verdicts do.
@@ -72,7 +72,7 @@ smoke: $(STAMP)
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; set -e; \
 	$(BIN)/compress-papers reproduce --size smoke --jobs $(JOBS) --out $$tmp/a --cache $$tmp/cache-a; \
 	test -s $$tmp/a/REPORT.md; \
-	COMPRESS_PAPERS_THREADS=$$(( 2 / $(JOBS) > 1 ? 2 / $(JOBS) : 1 )) $(BIN)/compress-papers reproduce --size smoke --out $$tmp/b --cache $$tmp/cache-b --runs $$tmp/runs-b --papers $(DETERMINISM) > $$tmp/b.log 2>&1 & b=$$!; \
+	$(BIN)/compress-papers reproduce --size smoke --jobs $(JOBS) --out $$tmp/b --cache $$tmp/cache-b --runs $$tmp/runs-b --papers $(DETERMINISM) > $$tmp/b.log 2>&1 & b=$$!; \
 	COMPRESS_PAPERS_THREADS=2 COMPRESS_PAPERS_NATIVE_KERNELS=1 $(BIN)/compress-papers reproduce --size smoke --out $$tmp/c --cache $$tmp/cache-c --runs $$tmp/runs-c --papers $(CROSS) > $$tmp/c.log 2>&1 & c=$$!; \
 	wait $$b || { cat $$tmp/b.log; exit 1; }; wait $$c || { cat $$tmp/c.log; exit 1; }; \
 	$(BIN)/compress-papers compare $$tmp/a $$tmp/b --exact --papers $(DETERMINISM); \

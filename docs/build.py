@@ -38,10 +38,9 @@ def _home(readme: str) -> str:
     return readme
 
 
-def _paper_page(name: str, figures: Path) -> str:
-    "A paper's page: title, summary, its claims as the README shows them, and the executed notebook."
+def _paper_page(name: str, figures: Path, blocks: dict) -> str:
+    "A paper's page: title, summary, its claims as the README shows them (`blocks`: `readme_blocks`), and the executed notebook."
     p = PAPERS[name]
-    blocks = readme_blocks(figures)
     run = json.loads((figures / name / "timings.json").read_text())["timings"].get("notebook run", {})
     stamp = json.loads((figures / name / "results.json").read_text())["env"]
     lines = [f"# {p.title}", "", f"> {_summary(ROOT / 'nbs' / p.notebook)}", "",
@@ -79,7 +78,8 @@ def build(out: Path | str = ROOT / "site", src: Path | str = ROOT / "build" / "s
     shutil.copytree(figures, src / "figures", ignore=shutil.ignore_patterns("*.npy"))
     (src / "index.md").write_text(_home((ROOT / "README.md").read_text()))
     pages = [n for n in PAPERS if (figures / n / "results.json").exists()]
-    for n in pages: (src / "papers" / f"{n}.md").write_text(_paper_page(n, figures))
+    blocks = readme_blocks(figures)
+    for n in pages: (src / "papers" / f"{n}.md").write_text(_paper_page(n, figures, blocks))
     for m in api_modules(): (src / "api" / f"{m}.md").write_text(f"# compress_papers.{m}\n\n::: compress_papers.{m}\n")
     (src.parent / "mkdocs.yml").write_text(_config(pages))
     tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
