@@ -48,17 +48,27 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     check_int("bits", bits, 1, 32)
     c = torch.as_tensor(codes).reshape(-1).to(torch.int64)
     if c.numel() and (c.min() < 0 or c.max() >= 2 ** bits): raise ValueError(f"codes must lie in [0, {2 ** bits}) for bits={bits}")
-    bitplanes = ((c[:, None] >> torch.arange(bits)) & 1).reshape(-1).to(torch.uint8)
+    n, dev = c.numel(), c.device
+    if bits <= 8:   # eight codes fill `bits` whole bytes: build one 64-bit word per group of eight, then cut it into bytes
+        word = (torch.cat([c, c.new_zeros((-n) % 8)]).reshape(-1, 8) << (bits * torch.arange(8, device=dev))).sum(1)
+        return ((word[:, None] >> (8 * torch.arange(bits, device=dev))) & 255).to(torch.uint8).reshape(-1)[: (n * bits + 7) // 8]
+    bitplanes = ((c[:, None] >> torch.arange(bits, device=dev)) & 1).reshape(-1).to(torch.uint8)
     pad = (-bitplanes.numel()) % 8
     bitplanes = torch.cat([bitplanes, bitplanes.new_zeros(pad)]).reshape(-1, 8)
-    return (bitplanes << torch.arange(8, dtype=torch.uint8)).sum(1, dtype=torch.uint8) if bitplanes.numel() else bitplanes.new_zeros(0)
+    return (bitplanes << torch.arange(8, dtype=torch.uint8, device=dev)).sum(1, dtype=torch.uint8) if bitplanes.numel() else bitplanes.new_zeros(0)
 
 def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     "Inverse of `pack_codes`: the first `n` codes (int64) stored at `bits` bits in `packed`."
     check_int("bits", bits, 1, 32); check_int("n", n, 0)
     if packed.numel() * 8 < n * bits: raise ValueError(f"{packed.numel()} bytes hold fewer than n={n} codes of {bits} bits")
-    planes = ((packed.to(torch.int64)[:, None] >> torch.arange(8)) & 1).reshape(-1)[: n * bits].reshape(n, bits)
-    return (planes << torch.arange(bits)).sum(1)
+    dev = packed.device
+    if bits <= 8:   # the inverse of the word-per-eight-codes path above
+        groups, used = -(-n // 8), (n * bits + 7) // 8
+        b = torch.cat([packed[:used].to(torch.int64), packed.new_zeros(groups * bits - used, dtype=torch.int64)]).reshape(groups, bits)
+        word = (b << (8 * torch.arange(bits, device=dev))).sum(1)
+        return ((word[:, None] >> (bits * torch.arange(8, device=dev))) & (2 ** bits - 1)).reshape(-1)[:n]
+    planes = ((packed.to(torch.int64)[:, None] >> torch.arange(8, device=dev)) & 1).reshape(-1)[: n * bits].reshape(n, bits)
+    return (planes << torch.arange(bits, device=dev)).sum(1)
 
 # %% ../nbs/05_measure.ipynb #df83f8d3
 @torch.no_grad()
