@@ -166,7 +166,6 @@ def vq_encode(x: torch.Tensor, bits: int, ratio: float = 0.01, signed: bool | No
     return VQTensor(pack_codes(codes, g.code_bits) if pack else codes, steps, index, values, g, tuple(x.shape), x.dtype,
                     tuple(p.numel() for p in parts), pack, mask)
 
-#| export
 MODES = ("vquant", "clip", "linear")
 
 def vquant(x: torch.Tensor, bits: int, ratio: float = 0.01, mode: str = "vquant", signed: bool | None = None,
