@@ -256,9 +256,9 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
 
 # %% ../nbs/06_reproduce.ipynb #38cca023
 def _claims_block(doc: dict, speed: list) -> str:
-    from compress_papers.results import md_row, ours_text
+    from compress_papers.results import md_row, ours_text, verdict_text
     rows = ["| claim | kind | ours | verdict |", "|---|---|---|---|"]
-    for c in doc["claims"] + speed: rows.append(md_row([f"`{c.id}`: {c.claim}", c.kind, ours_text(c), c.verdict]))
+    for c in doc["claims"] + speed: rows.append(md_row([f"`{c.id}`: {c.claim}", c.kind, ours_text(c), verdict_text(c)]))
     return "\n".join(rows)
 
 def readme_blocks(root: Path | str | None = None, registry: dict | None = None) -> dict[str, str]:

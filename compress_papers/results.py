@@ -18,8 +18,8 @@ from .core import (atomic_write_bytes, atomic_write_json, atomic_write_text, che
 # %% auto #0
 __all__ = ['VERDICTS', 'KINDS', 'mean_std', 'Claim', 'correct_string', 'Paired', 'paired_compare', 'results_root',
            'speed_compare', 'speed_claim', 'paper_dir', 'save_results', 'load_results', 'save_claims', 'save_timings',
-           'load_timings', 'save_table', 'save_figure', 'md_row', 'ours_text', 'claims_table', 'timings_table',
-           'write_report']
+           'load_timings', 'save_table', 'save_figure', 'md_row', 'ours_text', 'verdict_text', 'claims_table',
+           'timings_table', 'write_report']
 
 # %% ../nbs/01_results.ipynb #b548091a
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -256,13 +256,19 @@ def ours_text(c: Claim) -> str:
     "A claim's own number as the tables show it: value ± std and unit, with the seed count when there are several."
     return _fmt(c.ours, c.ours_std, c.unit) + (f" (n={c.n_seeds})" if c.n_seeds > 1 else "")
 
+def verdict_text(c: Claim) -> str:
+    "The verdict, and when it rests on several checks how many hold (✔), fail (✘) and cannot tell (?): 'partly (3 ✔ · 1 ?)'."
+    if len(c.checks) <= 1: return c.verdict
+    n = {m: sum(_MARK[v] == m for v in c.checks.values()) for m in ("✔", "✘", "?")}
+    return f"{c.verdict} ({' · '.join(f'{k} {m}' for m, k in n.items() if k)})"
+
 def claims_table(claims: Sequence[Claim]) -> str:
     "The claims as a markdown table: claim, paper's number and source, ours, verdict, the checks (✔ holds, ✘ fails, ? cannot tell)."
     rows = ["| id | claim | paper | source | ours | verdict | checks |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         src = (c.paper_source or "—") + ("" if c.paper_verified or c.paper is None else " (unverified)")
         checks = "; ".join(f"{_MARK[ok]} {k}" for k, ok in c.checks.items()) or "—"
-        rows.append(md_row([f"`{c.id}`", c.claim, _fmt(c.paper, unit=c.unit), src, ours_text(c), f"**{c.verdict}**", checks]))
+        rows.append(md_row([f"`{c.id}`", c.claim, _fmt(c.paper, unit=c.unit), src, ours_text(c), f"**{c.verdict}**" + verdict_text(c)[len(c.verdict):], checks]))
     return "\n".join(rows)
 
 def _flatten(d: dict, path: str = "") -> dict:
