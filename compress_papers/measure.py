@@ -14,7 +14,7 @@ from .core import check_int, default_threads, get_device
 
 # %% auto #0
 __all__ = ['count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes', 'unpack_codes', 'latency_ms',
-           'peak_activation_bytes', 'saved_tensor_bytes', 'model_stats', 'latency_stats']
+           'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes', 'model_stats', 'latency_stats']
 
 # %% ../nbs/05_measure.ipynb #8d9e1fd7
 def count_params(model: nn.Module, nonzero: bool = False) -> int:
@@ -115,20 +115,49 @@ def peak_activation_bytes(model: nn.Module, input_shape=(1, 1, 28, 28), device="
     finally: model.train(was)
 
 # %% ../nbs/05_measure.ipynb #7b7eeba0
+class SavedTensors:
+    """Context manager over `torch.autograd.graph.saved_tensors_hooks` for a forward pass of `model`: counts the bytes
+    autograd keeps for the backward pass, every storage once, parameters apart. With `encode`, each saved activation (a
+    floating tensor, not a parameter, of 2 or more dims whose first dim is `batch`) is kept as `encode(t)` instead, an
+    object with `.nbytes` and `.decode()`, coded once however often it is saved; the original is released on exit.
+    After exit, `bytes` = {'activations' (= 'coded' + 'uncoded'), 'coded', 'uncoded', 'parameters', 'tensors',
+    'values' (elements coded), 'coded_tensors'}."""
+    def __init__(self, model: nn.Module, batch: int | None = None, encode=None):
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.batch, self.encode, self.bytes = batch, encode, {}
+
+    def _pack(self, t):
+        s = t.untyped_storage(); ptr = s.data_ptr()
+        if self.encode is None or ptr in self.params or not t.is_floating_point() or t.dim() < 2 or t.shape[0] != self.batch:
+            self._seen.setdefault(ptr, (s.nbytes(), ptr in self.params)); return t
+        key = (ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t._version)
+        if key not in self._held:                 # the original stays referenced until exit: its storage cannot be reused
+            c = self.encode(t); self._held[key] = (t, c); self._coded[key] = (c.nbytes, t.numel())
+        return self._held[key][1]
+
+    @staticmethod
+    def _unpack(p): return p if isinstance(p, torch.Tensor) else p.decode()
+
+    def __enter__(self):
+        self._seen, self._held, self._coded = {}, {}, {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack); self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc); self._held.clear()          # the originals go; autograd keeps the codes
+        plain, coded = sum(n for n, p in self._seen.values() if not p), sum(n for n, _ in self._coded.values())
+        self.bytes = {"activations": plain + coded, "coded": coded, "uncoded": plain,
+                      "parameters": sum(n for n, p in self._seen.values() if p), "tensors": len(self._seen) + len(self._coded),
+                      "values": sum(v for _, v in self._coded.values()), "coded_tensors": len(self._coded)}
+
 def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> dict:
     """Bytes autograd keeps for the backward pass of `model(x)`: {'activations', 'parameters', 'tensors'}, every saved
-    storage counted once (measured with `torch.autograd.graph.saved_tensors_hooks`; `x` as given, with its `requires_grad`)."""
+    storage counted once (measured with `SavedTensors`; `x` as given, with its `requires_grad`)."""
     if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a tensor; got {type(x).__name__}")
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen = {}
-    def pack(t):
-        s = t.untyped_storage(); seen.setdefault(s.data_ptr(), (s.nbytes(), s.data_ptr() in params))
-        return t
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), SavedTensors(model) as st:
         out = model(x)                                          # alive until counted: no storage is freed and reused
     del out
-    return {"activations": sum(n for n, p in seen.values() if not p), "parameters": sum(n for n, p in seen.values() if p),
-            "tensors": len(seen)}
+    return {k: st.bytes[k] for k in ("activations", "parameters", "tensors")}
 
 # %% ../nbs/05_measure.ipynb #bb2d11ab
 def model_stats(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict:

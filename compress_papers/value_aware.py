@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .core import check_choice, check_int, check_ratio
-from .measure import pack_codes, unpack_codes
+from .measure import SavedTensors, pack_codes, unpack_codes
 from .quant import QuantizedLayer, check_bits, quantizable_layers, replace_layers, ste
 
 # %% auto #0
@@ -51,7 +51,12 @@ def large_split(x: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tens
     """V-Quant's step 1 on `x`: the indices L (into `x.flatten()`) of the ⌈r·N⌉ largest |x| (r = `ratio`), and the
     threshold T, the largest |x| outside L (0 when L is everything): the k + 1 largest magnitudes, their smallest out."""
     _check_tensor(x)
-    a = x.detach().reshape(-1).abs(); n = a.numel(); k = n_large(n, ratio)
+    a = x.detach().reshape(-1).abs()
+    return _split(a, n_large(a.numel(), ratio))
+
+def _split(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    "T and L for the k largest of the flat magnitudes `a` (already checked)."
+    n = a.numel()
     if k == 0: return a.max(), torch.zeros(0, dtype=torch.long, device=a.device)
     if k >= n: return a.new_zeros(()), torch.arange(n, device=a.device)
     vals, idx = _top(a, k + 1)
@@ -154,7 +159,7 @@ def vq_encode(x: torch.Tensor, bits: int, ratio: float = 0.01, signed: bool | No
     parts = torch.tensor_split(flat, min(chunks, flat.numel()))
     steps, index, off = [], [], 0
     for p in parts:
-        T, L = large_split(p, ratio)
+        T, L = _split(p.abs(), n_large(p.numel(), ratio))
         steps.append(T / g.m); index.append(L + off); off += p.numel()
     steps, index = torch.stack(steps), torch.cat(index)
     step = steps[0] if len(parts) == 1 else torch.repeat_interleave(steps, torch.tensor([p.numel() for p in parts], device=flat.device))
@@ -254,15 +259,12 @@ class BackpropQuant:
         kind = "linear" if self.ratio == 0 else ("rv-quant" if self.relu == "code" else "v-quant")
         return f"{kind} {self.bits}" + ("" if self.ratio == 0 else f" {100 * self.ratio:g}%")
 
-def _unpack(p): return p.decode() if isinstance(p, VQTensor) else p
-
 class QuantizedBackprop(nn.Module):
     """`model` whose forward pass is exact while every activation autograd saves for the backward pass is kept as
     V-Quant codes (`cfg`): the gradients are computed from the quantized activations (the paper's quantized
     back-propagation). Saved tensors whose first dimension is the batch are quantized (layer inputs, ReLU outputs,
     BatchNorm inputs); parameters, per-channel statistics and integer indices are kept as they are. `saved` holds the
-    bytes kept by the latest forward pass, each storage once: 'activations' = 'coded' (V-Quant codes) + 'uncoded'
-    (other saved activations), 'parameters', the number of 'tensors', and the 'values' in the 'coded_tensors'."""
+    bytes kept by the latest forward pass, as `measure.SavedTensors` counts them."""
     def __init__(self, model: nn.Module, cfg: BackpropQuant | None = None):
         super().__init__()
         self.model, self.cfg, self.saved = model, cfg if cfg is not None else BackpropQuant(), {}
@@ -276,27 +278,12 @@ class QuantizedBackprop(nn.Module):
 
     def forward(self, x):
         if not torch.is_grad_enabled(): return self.model(x)
-        cfg, batch = self.cfg, x.shape[0]
-        params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
-        held, seen, coded = {}, {}, {}
-        def pack(t):
-            s = t.untyped_storage(); ptr = s.data_ptr()
-            if cfg.bits is None or ptr in params or not t.is_floating_point() or t.dim() < 2 or t.shape[0] != batch:
-                seen.setdefault(ptr, (s.nbytes(), ptr in params)); return t
-            key = (ptr, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t._version)
-            if key not in held:
-                signed = bool(t.min() < 0)
-                held[key] = (t, vq_encode(t, cfg.bits, cfg.ratio, signed, cfg.grid, cfg.chunks,
-                                          relu="none" if signed else cfg.relu, pack=True))
-                coded[key] = (held[key][1].nbytes, t.numel())
-            return held[key][1]
-        try:
-            with torch.autograd.graph.saved_tensors_hooks(pack, _unpack): out = self.model(x)
-        finally: held.clear()                     # the originals go; autograd keeps the codes
-        plain, code_bytes = sum(n for n, p in seen.values() if not p), sum(n for n, _ in coded.values())
-        self.saved = {"activations": plain + code_bytes, "coded": code_bytes, "uncoded": plain,
-                      "parameters": sum(n for n, p in seen.values() if p), "tensors": len(seen) + len(coded),
-                      "values": sum(v for _, v in coded.values()), "coded_tensors": len(coded)}
+        cfg = self.cfg
+        def encode(t):
+            signed = bool(t.min() < 0)
+            return vq_encode(t, cfg.bits, cfg.ratio, signed, cfg.grid, cfg.chunks, relu="none" if signed else cfg.relu, pack=True)
+        with SavedTensors(self.model, x.shape[0], None if cfg.bits is None else encode) as st: out = self.model(x)
+        self.saved = st.bytes
         return out
 
 # %% ../nbs/14_value_aware.ipynb #21870251
