@@ -130,3 +130,17 @@ def test_recluster_moves_only_centroids_without_frozen_weights():
     assert torch.equal(l.weight_q.codebook[used], before[used]) and not torch.equal(l.weight_q.codebook[~used], before[~used])
     w = l.layer.weight.detach()[~l.weight_q.frozen]
     assert torch.equal(l.weight_q.codes[~l.weight_q.frozen], (w[:, None] - l.weight_q.codebook[None]).abs().argmin(1))
+
+
+def test_the_loss_partition_freezes_the_lowest_loss_cluster_first_and_the_next_step_reclusters():
+    from compress_papers.slq_mlq import cluster_losses
+    set_seed(0); base = get_model("lenet5").eval(); x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    for part, pick in (("loss", torch.argmin), ("loss-high", torch.argmax)):
+        cfg = IncrementalConfig("slq", 3, part); q = attach(base, cfg); l = shared_layers(q)["classifier.1"]
+        first = int(pick(cluster_losses(q, l, x, y)))
+        quantize_step(q, cfg, 0, (x, y))
+        assert first in l.weight_q.codes[l.weight_q.frozen].tolist()
+        with torch.no_grad(): l.layer.weight.add_(0.05 * torch.randn_like(l.layer.weight))   # re-training moves the float weights
+        quantize_step(q, cfg, 1, (x, y))
+        fl = ~l.weight_q.frozen; w = l.layer.weight.detach()[fl]
+        assert torch.equal(l.weight_q.codes[fl], (w[:, None] - l.weight_q.codebook[None]).abs().argmin(1))   # codes of the float weights are current
