@@ -203,7 +203,10 @@ def cluster_losses(model: nn.Module, layer: QuantizedLayer, x: torch.Tensor, y: 
 def cluster_order(layer: QuantizedLayer, partition: str, losses: torch.Tensor | None = None) -> list[int]:
     "The clusters with float weights, in the order SLQ freezes them."
     q = layer.weight_q; live = [j for j in range(q.codebook.numel()) if bool(((q.codes == j) & ~q.frozen).any())]
-    if partition == "magnitude": return sorted(live, key=lambda j: (q.codebook[j].item() != 0, -abs(q.codebook[j].item())))
+    c = q.codebook.tolist()
+    if partition == "magnitude":   # the official code's order: zero, then ± pairs from the largest magnitude down
+        rank = lambda j: sum(1 for i in live if (c[i] > 0) == (c[j] > 0) and abs(c[i]) > abs(c[j]))
+        return sorted(live, key=lambda j: (c[j] != 0, rank(j), c[j] < 0))
     if losses is None: raise ValueError(f"partition {partition!r} needs the clusters' losses")
     return sorted(live, key=lambda j: losses[j].item(), reverse=partition == "loss-high")
 
