@@ -75,7 +75,7 @@ PAPERS = {p.name: p for p in [
     Paper("slq-mlq", "15_slq_mlq.ipynb", "Single and multiple level quantization (Xu et al., AAAI'18)",
           {"models": ["lenet5", "resnet8"], "seeds": [0, 1, 2], "bits": {"lenet5": [3, 5], "resnet8": [3]},
            "partitions": {"lenet5": ["loss", "magnitude", "loss-high"], "resnet8": ["loss", "magnitude"]},
-           "lrs": {"lenet5": [0.01, 0.1], "resnet8": [0.01]}, "retrain_images": {"lenet5": 3072, "resnet8": 1536}, "heldout_images": 128,
+           "lrs": {"lenet5": [0.01, 0.1], "resnet8": [0.01]}, "retrain_images": {"lenet5": 2560, "resnet8": 1536}, "heldout_images": 64,
            "budgets": [1, 4], "bench_rounds": 9}, 240,
           on_data={"cifar10": {   # the CIFAR ResNet-20 (last classifier in float), 5 epochs of re-training per method (GPU)
               "all": {"models": ["resnet20"], "bits": {"resnet20": [3]}, "partitions": {"resnet20": ["loss", "magnitude"]},
