@@ -21,8 +21,9 @@ from .models import MODELS, get_model, model_for
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'AUGMENTS', 'DATA_AUGMENT', 'CACHE_VERSION', 'BASELINES', 'SIZES', 'SMOKE_IMAGES',
-           'CIFAR_RECIPE', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'fit', 'checkpoint_path',
-           'train_or_load', 'finetune', 'reestimate_bn', 'baseline_config', 'torchvision_pretrained', 'pretrained']
+           'CIFAR_RECIPE', 'TrainConfig', 'make_optimizer', 'make_scheduler', 'evaluate', 'correct_mask', 'fit',
+           'checkpoint_path', 'train_or_load', 'finetune', 'reestimate_bn', 'baseline_config', 'torchvision_pretrained',
+           'pretrained']
 
 # %% ../nbs/04_train.ipynb #446b799f
 OPTIMIZERS = ("sgd", "adam")
@@ -96,6 +97,15 @@ def evaluate(model: nn.Module, data: Split | FolderSplit | Loader, device="cpu",
         correct += (out.argmax(1) == y).sum().item(); n += len(y)
     model.train(was_training)
     return {"loss": loss / n, "acc": correct / n}
+
+@torch.no_grad()
+def correct_mask(model: nn.Module, data: Split | FolderSplit | Loader, device="cpu", batch_size: int = 500) -> torch.Tensor:
+    "Which images of `data` `model` classifies correctly: a bool vector on the CPU in the data's order (what paired tests compare)."
+    device = get_device(device)
+    loader = data if isinstance(data, Loader) else Loader(data, batch_size, device=device)
+    was_training = model.training; model.eval()
+    try: return torch.cat([(model(x.to(device)).argmax(1) == y.to(device)).cpu() for x, y in loader])
+    finally: model.train(was_training)
 
 # %% ../nbs/04_train.ipynb #d821ee43
 def _ddp(model: nn.Module, device: torch.device):
