@@ -85,14 +85,12 @@ PAPERS = {p.name: p for p in [
                        "heldout_images": 1000, "budgets": [1, 2]}}},
           datasets=("mnist5k", "cifar10")),
     Paper("int8-training", "16_int8_training.ipynb", "Scalable 8-bit training (Banner et al., NeurIPS'18)",
-          {"seeds": [0, 1, 2], "epochs": 3, "train_limit": 2560, "sweep_multiples": [2], "sweep_seeds": [0], "calib_images": 512,
-           "bench_rounds": 9}, 240,
+          {"seeds": [0, 1, 2], "epochs": 3, "train_limit": 2048, "calib_images": 512, "bench_rounds": 9}, 240,
           on_data={"cifar10": {   # the CIFAR ResNet-20 at full width, the official CIFAR recipe's lr and weight decay, cosine schedule (GPU)
                        "all": {"model_name": "resnet20", "width": 1.0, "weight_decay": 1e-4},
-                       "full": {"epochs": 160, "train_limit": None, "sweep_multiples": [], "bench_rounds": 15}},
+                       "full": {"epochs": 160, "train_limit": None, "bench_rounds": 15}},
                    "imagenet": {   # the poster's ImageNet ResNet-18, batch 256, 90 epochs (GPUs)
-                       "all": {"model_name": "tv:resnet18", "width": 1.0, "weight_decay": 1e-4, "batch_size": 256, "stat_batch": 32,
-                               "sweep_multiples": []},
+                       "all": {"model_name": "tv:resnet18", "width": 1.0, "weight_decay": 1e-4, "batch_size": 256, "stat_batch": 32},
                        "full": {"seeds": [0], "epochs": 90, "train_limit": None}}},
           datasets=("mnist5k", "cifar10", "imagenet")),
     Paper("dcp", "17_dcp.ipynb", "Discrimination-aware channel pruning (Zhuang et al., NeurIPS'18)",
