@@ -232,10 +232,11 @@ def _train_into(cfg, model, data, device, path, rank, world, progress):
 def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01, seed: int = 0, device="cpu",
              batch_size: int = 64, optimizer: str = "sgd", schedule: str = "cosine", weight_decay: float = 5e-4,
              limit: int | None = None, augment: str | None = "auto", progress: bool = False, on_epoch_end=None,
-             validate: bool = True) -> list[dict]:
+             validate: bool = True, loss_fn=F.cross_entropy) -> list[dict]:
     """Train `model` (in place) for `epochs` on `data.train` (its first `limit` images if given); returns the history.
     `on_epoch_end(epoch, history)`, if given, runs after each epoch (as in `fit`); `validate=False` skips the
-    validation images after each epoch (a caller that re-trains in many short phases and evaluates on its own)."""
+    validation images after each epoch (a caller that re-trains in many short phases and evaluates on its own);
+    `loss_fn(output, target)` replaces the cross-entropy (a regulariser that reads the model adds its term there)."""
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                       weight_decay=weight_decay)
     train = data.train if limit is None else data.train.take(check_int("limit", limit, 1))
@@ -245,7 +246,7 @@ def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01,
     loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment, rank=rank, world=world)
     opt = make_optimizer(model, cfg)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val if validate else None, device=device, progress=progress,
-               on_epoch_end=on_epoch_end)
+               on_epoch_end=on_epoch_end, loss_fn=loss_fn)
 
 # %% ../nbs/04_train.ipynb #1a9cdcdd
 @torch.no_grad()
