@@ -178,6 +178,17 @@ def _record_runtime(out: Path, paper: str, seconds: float, size: str):
     doc["timings"]["notebook run"] = {"seconds": round(seconds, 1), "size": size}
     atomic_write_json(p, doc)
 
+def _without_export(src_path: Path, dest: Path) -> Path:
+    """A copy of the notebook at `src_path` without its (hidden) export cell, written to `dest`: run by papermill, that
+    cell would rewrite `compress_papers/` while another notebook's kernel imports it (two at a time), and a run has no
+    need to export."""
+    import nbformat
+    from compress_papers.core import atomic_write_text
+    nb = nbformat.read(src_path, as_version=4)
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and "nbdev.nbdev_export" in c.source and "#| hide" in c.source)]
+    atomic_write_text(dest, nbformat.writes(nb))
+    return dest
+
 def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: str = "mnist5k", data_root=None,
                  out: Path | None = None, cache: Path | None = None, nbs: Path | None = None,
                  runs: Path | None = None, html: bool | None = None) -> dict:
@@ -191,7 +202,8 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
     t0, started, status, error = time.perf_counter(), time.time(), "ok", None
     try:
         with _env(COMPRESS_PAPERS_FIGURES=out, COMPRESS_PAPERS_CACHE=cache, OMP_NUM_THREADS=default_threads(), **pinned_kernel_env()):
-            pm.execute_notebook(str(nbs / paper.notebook), str(dest), parameters=params, kernel_name="python3",
+            src = _without_export(nbs / paper.notebook, runs / f"{paper.name}-{size}.input.ipynb")
+            pm.execute_notebook(str(src), str(dest), parameters=params, kernel_name="python3",
                                 cwd=str(nbs), progress_bar=False, log_output=False)
     except Exception as e:  # a failing notebook is reported, not fatal
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
