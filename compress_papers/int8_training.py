@@ -5,7 +5,6 @@
 # %% ../nbs/16_int8_training.ipynb #5d395de7
 from __future__ import annotations
 import copy, math, warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import check_choice, check_int
+from .core import check_choice, check_int, nondeterministic_ok
 from .quant import _set_module, quantizable_layers
 
 # %% auto #0
@@ -276,6 +275,10 @@ class Int8Config:
         return f"W/A {self.bits or 'float'}, g {g}, {w}{bn}"
 
 # %% ../nbs/16_int8_training.ipynb #4026c8f5
+def _apply(layer: nn.Module, x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
+    "The Conv2d/Linear `layer`'s operation on input `x` with weight `w` and bias `b`."
+    return F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
+
 _G = "the layer gradient g (with float16 autocast, train in bfloat16: a GradScaler's inf steps cannot pass an 8-bit grid)"
 def _grad_quant(g: torch.Tensor, bits, stochastic: bool, generator, exact_zero: bool) -> torch.Tensor:
     return g if bits is None else affine_quantize(g, bits, stochastic=stochastic, generator=generator, exact_zero=exact_zero, what=_G)
@@ -285,7 +288,7 @@ class _Bifurcated(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, layer, cfg, generator):
         ctx.save_for_backward(x, w); ctx.layer, ctx.cfg, ctx.generator, ctx.has_bias = layer, cfg, generator, b is not None
-        return F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
+        return _apply(layer, x, w, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -336,7 +339,7 @@ class Int8Layer(nn.Module):
     def forward(self, x):
         x, w = self.act_q(x), self.quantized_weight()
         if self.cfg.grad_bits is None and not (self.cfg.bifurcate and self.cfg.wgrad_bits is not None):   # float backward: torch's own
-            return F.linear(x, w, self.layer.bias) if isinstance(self.layer, nn.Linear) else self.layer._conv_forward(x, w, self.layer.bias)
+            return _apply(self.layer, x, w, self.layer.bias)
         gen = self.generator(x.device) if self.cfg.grad_rounding == "stochastic" and self.cfg.grad_bits is not None else None
         return _Bifurcated.apply(x, w, self.layer.bias, self.layer, self.cfg, gen)
 
@@ -404,20 +407,12 @@ def float_model(model: nn.Module) -> nn.Module:
         if isinstance(m, (Int8Layer, RangeBN)): _set_module(out, n, m.layer if isinstance(m, Int8Layer) else m.to_batchnorm())
     return out
 
-@contextmanager
-def _nondeterministic_ok():
-    "Deterministic algorithms off for the block (restored after): torch's int8 kernels resize their outputs in place, which the check reports."
-    on, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch._C._set_deterministic_algorithms(False)
-    try: yield
-    finally: torch._C._set_deterministic_algorithms(on, warn_only=warn)
-
 class Int8Model(nn.Module):
     """A model on torch's int8 kernels (from `int8_inference`). Their in-place output resizing trips the
     deterministic-algorithms check, so the forward pass runs with it off; the outputs do not vary from run to run."""
     def __init__(self, model: nn.Module): super().__init__(); self.model = model
     def forward(self, x):
-        with _nondeterministic_ok(): return self.model(x)
+        with nondeterministic_ok(): return self.model(x)
 
 def int8_inference(model: nn.Module, calib: torch.Tensor, backend: str = "x86", batch_size: int = 256) -> nn.Module:
     """`model` (float, or trained by `int8_model`) converted to real int8 kernels on the CPU by torch's quantization engine
@@ -436,5 +431,5 @@ def int8_inference(model: nn.Module, calib: torch.Tensor, backend: str = "x86", 
             prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example_inputs=(calib[:1].cpu(),))
             with torch.no_grad():
                 for i in range(0, len(calib), batch_size): prepared(calib[i:i + batch_size].cpu())
-            with _nondeterministic_ok(): return Int8Model(convert_fx(prepared))
+            with nondeterministic_ok(): return Int8Model(convert_fx(prepared))
     finally: torch.backends.quantized.engine = engine
