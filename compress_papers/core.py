@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #41a63f31
 from __future__ import annotations
 import dataclasses, hashlib, json, os, platform, random, subprocess, sys, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PINNED_KERNELS', 'DEVICES', 'check_choice', 'check_int', 'check_ratio', 'default_threads', 'set_seed',
-           'pinned_kernel_env', 'cpu_kernels', 'get_device', 'dist_rank_world', 'project_root', 'figures_root',
-           'cache_root', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json',
+__all__ = ['PINNED_KERNELS', 'DEVICES', 'check_choice', 'check_int', 'check_ratio', 'default_threads', 'nondeterministic_ok',
+           'set_seed', 'pinned_kernel_env', 'cpu_kernels', 'get_device', 'dist_rank_world', 'project_root',
+           'figures_root', 'cache_root', 'atomic_write_bytes', 'atomic_write_text', 'to_jsonable', 'atomic_write_json',
            'atomic_torch_save', 'config_hash', 'git_sha', 'cpu_name', 'env_stamp']
 
 # %% ../nbs/00_core.ipynb #dc8e4652
@@ -47,12 +48,21 @@ def default_threads() -> int:
     "Threads used for every run: `$COMPRESS_PAPERS_THREADS`, else 2."
     return check_int("COMPRESS_PAPERS_THREADS", int(os.environ.get("COMPRESS_PAPERS_THREADS", "2")), 1)
 
-def _deterministic_algorithms(mode: bool):
-    """`torch.use_deterministic_algorithms(mode, warn_only=True)`, without its import of `torch._inductor` (3 s per process)
-    when nothing has loaded the compiler yet: that import only sets the compiler's flag, and nothing here compiles."""
+def _deterministic_algorithms(mode: bool, warn_only: bool = True):
+    """`torch.use_deterministic_algorithms(mode, warn_only=warn_only)`, without its import of `torch._inductor` (3 s per
+    process) when nothing has loaded the compiler yet: that import only sets the compiler's flag, and nothing here compiles."""
     if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
-        torch.use_deterministic_algorithms(mode, warn_only=True)
-    else: torch._C._set_deterministic_algorithms(mode, warn_only=True)
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else: torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+@contextmanager
+def nondeterministic_ok():
+    """torch's deterministic-algorithms check off inside the block and as it was after it: for kernels the check reports
+    although their results do not vary (torch's int8 kernels, which resize their outputs in place)."""
+    on, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    _deterministic_algorithms(False)
+    try: yield
+    finally: _deterministic_algorithms(on, warn)
 
 def set_seed(seed: int = 0, threads: int | None = None, deterministic: bool = True) -> int:
     "Seed python, numpy and torch; fix the CPU thread count; ask torch for deterministic kernels."

@@ -12,13 +12,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import check_choice, check_int
+from .core import check_choice, check_int, nondeterministic_ok
 from .quant import _set_module, quantizable_layers
 
 # %% auto #0
 __all__ = ['RANGE_CONSTANTS', 'GRAD_ROUNDINGS', 'affine_quantize', 'uniform_noise', 'fake_quantize', 'range_constant',
            'range_stats', 'ActQuant', 'RangeBN', 'Int8Config', 'Int8Layer', 'int8_model', 'cosine', 'cosine_bound',
-           'layer_tensors', 'float_model', 'int8_inference']
+           'layer_tensors', 'float_model', 'Int8Model', 'int8_inference']
 
 # %% ../nbs/16_int8_training.ipynb #de495b46
 def _bits(bits, name: str = "bits") -> int:
@@ -407,9 +407,17 @@ def float_model(model: nn.Module) -> nn.Module:
         if isinstance(m, (Int8Layer, RangeBN)): _set_module(out, n, m.layer if isinstance(m, Int8Layer) else m.to_batchnorm())
     return out
 
+class Int8Model(nn.Module):
+    """A model on torch's int8 kernels (from `int8_inference`). Their in-place output resizing trips the
+    deterministic-algorithms check, so the forward pass runs with it off; the outputs do not vary from run to run."""
+    def __init__(self, model: nn.Module): super().__init__(); self.model = model
+    def forward(self, x):
+        with nondeterministic_ok(): return self.model(x)
+
 def int8_inference(model: nn.Module, calib: torch.Tensor, backend: str = "x86", batch_size: int = 256) -> nn.Module:
     """`model` (float, or trained by `int8_model`) converted to real int8 kernels on the CPU by torch's quantization engine
-    (FX graph mode, post-training: BatchNorm folded, weights per channel, activation ranges observed on `calib`)."""
+    (FX graph mode, post-training: BatchNorm folded, weights per channel, activation ranges observed on `calib`), as an
+    `Int8Model`."""
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
     check_choice("backend", backend, torch.backends.quantized.supported_engines); check_int("batch_size", batch_size, 1)
@@ -423,5 +431,5 @@ def int8_inference(model: nn.Module, calib: torch.Tensor, backend: str = "x86", 
             prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example_inputs=(calib[:1].cpu(),))
             with torch.no_grad():
                 for i in range(0, len(calib), batch_size): prepared(calib[i:i + batch_size].cpu())
-            return convert_fx(prepared)
+            with nondeterministic_ok(): return Int8Model(convert_fx(prepared))
     finally: torch.backends.quantized.engine = engine
