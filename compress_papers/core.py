@@ -57,8 +57,8 @@ def _deterministic_algorithms(mode: bool, warn_only: bool = True):
 
 @contextmanager
 def nondeterministic_ok():
-    """torch's deterministic-algorithms check off inside the block and as it was after it: for kernels the check reports
-    although their results do not vary (torch's int8 kernels, which resize their outputs in place)."""
+    """torch's deterministic-algorithms check off inside the block and as it was after it: for kernels that have no
+    deterministic version and would otherwise warn at every call (torch's int8 kernels, which resize their outputs in place)."""
     on, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     _deterministic_algorithms(False)
     try: yield

@@ -409,7 +409,7 @@ def float_model(model: nn.Module) -> nn.Module:
 
 class Int8Model(nn.Module):
     """A model on torch's int8 kernels (from `int8_inference`). Their in-place output resizing trips the
-    deterministic-algorithms check, so the forward pass runs with it off; the outputs do not vary from run to run."""
+    deterministic-algorithms check (a warning per call site), so the forward pass runs with it off."""
     def __init__(self, model: nn.Module): super().__init__(); self.model = model
     def forward(self, x):
         with nondeterministic_ok(): return self.model(x)
