@@ -13,12 +13,13 @@ from torch import nn
 import torch.nn.functional as F
 
 from .core import check_choice, check_int
+from .measure import pack_codes
 from .quant import _set_module
 
 # %% auto #0
 __all__ = ['VARIANTS', 'INDEX_CODING', 'row_matrix', 'from_rows', 'conv_layers', 'kmeans_columns', 'distortion', 'spectral_F',
-           'indicator_F', 'kmeans_reg', 'DKMConfig', 'DKMRegularizer', 'share_weights', 'index_bits', 'shared_bits',
-           'k_for_ratio', 'ScalarShared', 'scalar_share', 'dot_cost', 'conv_energy']
+           'indicator_F', 'kmeans_reg', 'DKMConfig', 'DKMRegularizer', 'RowShared', 'share_weights', 'index_bits',
+           'shared_bits', 'k_for_ratio', 'ScalarShared', 'scalar_share', 'dot_cost', 'conv_energy', 'model_energy']
 
 # %% ../nbs/19_deep_kmeans.ipynb #e5ec8be1
 def row_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -37,9 +38,9 @@ def conv_layers(model: nn.Module, skip_first: bool = True) -> list[str]:
     return names[1:] if skip_first else names
 
 # %% ../nbs/19_deep_kmeans.ipynb #5cad4133
-def kmeans_columns(W: torch.Tensor, K: int, seed: int = 0, n_init: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """k-means of the N columns of W ∈ R^{s×N} into K clusters (scikit-learn's Lloyd, k-means++ starts, `n_init` of
-    them, seeded): the centroids C ∈ R^{s×K} and each column's cluster a(i)."""
+def kmeans_columns(W: torch.Tensor, K: int, seed: int = 0, n_init: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means of the N columns of W ∈ R^{s×N} into K clusters (scikit-learn's Lloyd from `n_init` k-means++ starts,
+    seeded; one start is scikit-learn's own default for k-means++): the centroids C ∈ R^{s×K} and each column's cluster a(i)."""
     from sklearn.cluster import KMeans
     s, N = W.shape
     check_int("K", K, 1, N)
@@ -117,18 +118,40 @@ class DKMRegularizer:
     def penalty(self) -> torch.Tensor: return self.cfg.lam * self.value()
 
 # %% ../nbs/19_deep_kmeans.ipynb #4589e7ea
-def share_weights(model: nn.Module, Ks: dict, seed: int = 0) -> tuple[nn.Module, dict]:
-    """A copy of `model` whose conv layers in `Ks` ({name: K}) have their filter rows replaced by their k-means
-    centroids (the paper's parameter sharing), and the codes: {name: {'centroids': s×K, 'assign': N}}."""
-    out, codes = copy.deepcopy(model), {}
+class RowShared(nn.Module):
+    """A conv layer with shared filter rows (the paper's parameter sharing): K centroids of length s (`centroids`, s×K)
+    and the cluster of each of the N rows (`assign`); the weight is rebuilt as `centroids[:, assign]` at each call.
+    It saves and loads with `state_dict` (build one with the same K, then load)."""
+    def __init__(self, conv: nn.Conv2d, centroids: torch.Tensor, assign: torch.Tensor):
+        super().__init__()
+        if not isinstance(conv, nn.Conv2d): raise TypeError(f"RowShared wraps nn.Conv2d; got {type(conv).__name__}")
+        s, N = row_matrix(conv.weight).shape
+        if centroids.dim() != 2 or centroids.shape[0] != s: raise ValueError(f"centroids must be s×K with s={s}; got {tuple(centroids.shape)}")
+        if assign.shape != (N,) or int(assign.min()) < 0 or int(assign.max()) >= centroids.shape[1]:
+            raise ValueError(f"assign must hold N={N} cluster indices in 0..{centroids.shape[1] - 1}")
+        self.shape, self.conv = tuple(conv.weight.shape), conv
+        del conv.weight                                        # the shared codes replace the dense weight
+        self.centroids = nn.Parameter(centroids.detach().clone())
+        self.register_buffer("assign", assign.detach().clone().long())
+
+    def weight(self) -> torch.Tensor: return from_rows(self.centroids[:, self.assign], self.shape)
+    def forward(self, x): return self.conv._conv_forward(x, self.weight(), self.conv.bias)
+    def extra_repr(self): return f"K={self.centroids.shape[1]}, rows={len(self.assign)}, s={self.centroids.shape[0]}"
+
+    def packed_bytes(self) -> int:
+        "Bytes of the stored codes: the centroids at 32 bits and the indices packed at ⌈log₂K⌉ bits each."
+        K = self.centroids.shape[1]
+        return self.centroids.numel() * 4 + pack_codes(self.assign, max(1, math.ceil(math.log2(K)))).numel()
+
+def share_weights(model: nn.Module, Ks: dict, seed: int = 0) -> nn.Module:
+    """A copy of `model` whose conv layers in `Ks` ({name: K}) are `RowShared`: each filter row replaced by its k-means
+    centroid (the paper's parameter sharing, after re-training)."""
+    out = copy.deepcopy(model)
     for n, K in Ks.items():
         layer = out.get_submodule(n)
         if not isinstance(layer, nn.Conv2d): raise ValueError(f"Deep k-Means compresses conv layers; {n!r} is a {type(layer).__name__}")
-        W = row_matrix(layer.weight)
-        C, a = kmeans_columns(W, K, seed)
-        with torch.no_grad(): layer.weight.copy_(from_rows(C[:, a], layer.weight.shape))
-        codes[n] = {"centroids": C, "assign": a}
-    return out, codes
+        _set_module(out, n, RowShared(layer, *kmeans_columns(row_matrix(layer.weight), K, seed)))
+    return out
 
 # %% ../nbs/19_deep_kmeans.ipynb #c7a22654
 INDEX_CODING = ("log2", "entropy")
@@ -164,12 +187,13 @@ class ScalarShared(nn.Module):
         w = conv.weight.detach().reshape(-1, 1).double().cpu().numpy(); k = min(2 ** bits, len(w))
         init = np.linspace(w.min(), w.max(), k).reshape(-1, 1)
         km = KMeans(n_clusters=k, init=init, n_init=1, random_state=seed).fit(w)
-        self.conv, self.bits = conv, bits
-        self.codebook = nn.Parameter(torch.as_tensor(km.cluster_centers_[:, 0], dtype=conv.weight.dtype, device=conv.weight.device))
-        self.register_buffer("idx", torch.as_tensor(km.labels_, device=conv.weight.device))
-        conv.weight.requires_grad_(False)
+        dtype, dev = conv.weight.dtype, conv.weight.device
+        self.conv, self.bits, self.shape = conv, bits, tuple(conv.weight.shape)
+        del conv.weight                                        # the codebook and indices replace the dense weight
+        self.codebook = nn.Parameter(torch.as_tensor(km.cluster_centers_[:, 0], dtype=dtype, device=dev))
+        self.register_buffer("idx", torch.as_tensor(km.labels_, device=dev))
 
-    def forward(self, x): return self.conv._conv_forward(x, self.codebook[self.idx].view_as(self.conv.weight), self.conv.bias)
+    def forward(self, x): return self.conv._conv_forward(x, self.codebook[self.idx].view(self.shape), self.conv.bias)
     def extra_repr(self): return f"bits={self.bits}, codebook={self.codebook.numel()}"
 
 def scalar_share(model: nn.Module, bits: dict, seed: int = 0) -> nn.Module:
@@ -198,3 +222,24 @@ def conv_energy(conv: nn.Conv2d, in_hw: tuple, bw: int = 32, bx: int = 32, uniqu
     n_w = m * c * kh * kw if unique_weights is None else unique_weights
     return {"compute": oh * ow * m * dot_cost(c * kh * kw, bw, bx), "weights": oh * ow * n_w * bw, "activations": oh * ow * m * bx,
             "macs": oh * ow * m * c * kh * kw}
+
+def model_energy(model: nn.Module, input_shape=(1, 1, 28, 28), bw: int = 32, bx: int = 32, access_macs: float = 6.0) -> dict:
+    """Eqs. 5-7 summed over the conv layers of `model` (Conv2d, `RowShared`: K·s unique weights) on one input of
+    `input_shape`, and the normalised total (our reading of Section 3): the representational costs in words, each access
+    worth `access_macs` MACs (the paper's ≈6× for a global buffer), added to the computational cost, per MAC."""
+    sizes, hooks = {}, []
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, RowShared)):             # a RowShared's inner conv never runs: counted once
+            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=n: sizes.__setitem__(n, tuple(inp[0].shape[-2:]))))
+    try:
+        with torch.no_grad(): model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
+    finally:
+        for h in hooks: h.remove()
+    tot = {"compute": 0, "weights": 0, "activations": 0, "macs": 0}
+    for n, hw in sizes.items():
+        m = model.get_submodule(n)
+        e = conv_energy(m.conv, hw, bw, bx, unique_weights=m.centroids.numel()) if isinstance(m, RowShared) else conv_energy(m, hw, bw, bx)
+        for k in tot: tot[k] += e[k]
+    per_mac = tot["compute"] / tot["macs"]                     # full adders of one MAC
+    tot["total_per_mac"] = (tot["compute"] + access_macs * per_mac * (tot["weights"] / bw + tot["activations"] / bx)) / tot["macs"]
+    return tot

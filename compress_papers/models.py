@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['VGG_SMALL', 'VGG16', 'MODELS', 'LeNet5', 'VGG', 'BasicBlock', 'ResNet', 'Inception', 'SmallInception', 'get_model',
-           'model_for']
+__all__ = ['VGG_SMALL', 'VGG16', 'MODELS', 'LeNet5', 'LeNet3x3', 'VGG', 'BasicBlock', 'ResNet', 'Inception', 'SmallInception',
+           'get_model', 'model_for']
 
 # %% ../nbs/03_models.ipynb #04710672
 def _out_shape(features: nn.Module, in_channels: int, input_size: int, name: str) -> torch.Size:
@@ -37,6 +37,19 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(n, _width(120, width)), nn.ReLU(inplace=True),
             nn.Linear(_width(120, width), _width(84, width)), nn.ReLU(inplace=True), nn.Linear(_width(84, width), num_classes))
+    def forward(self, x): return self.classifier(self.features(x))
+
+# %% ../nbs/03_models.ipynb #cfbae3af
+class LeNet3x3(nn.Module):
+    "A LeNet-sized net of 3x3 convolutions: three conv-ReLU-max-pool stages (16, 32, 32 filters), then two linear layers."
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: float = 1.0):
+        super().__init__()
+        c1, c2, c3, h = (_width(c, width) for c in (16, 32, 32, 64))
+        layers, c = [], in_channels
+        for v in (c1, c2, c3): layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]; c = v
+        self.features = nn.Sequential(*layers)
+        n = _out_shape(self.features, in_channels, input_size, "lenet-3x3")[1:].numel()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n, h), nn.ReLU(inplace=True), nn.Linear(h, num_classes))
     def forward(self, x): return self.classifier(self.features(x))
 
 # %% ../nbs/03_models.ipynb #75083184
@@ -124,7 +137,7 @@ class SmallInception(nn.Module):
 
 # %% ../nbs/03_models.ipynb #64b46d72
 MODELS = {
-    "lenet5": LeNet5, "vgg-small": VGG, "vgg16": lambda **kw: VGG(**kw, cfg=VGG16), "inception-small": SmallInception,
+    "lenet5": LeNet5, "lenet-3x3": LeNet3x3, "vgg-small": VGG, "vgg16": lambda **kw: VGG(**kw, cfg=VGG16), "inception-small": SmallInception,
     "resnet8": lambda **kw: ResNet(8, **kw), "resnet20": lambda **kw: ResNet(20, **kw), "resnet56": lambda **kw: ResNet(56, **kw),
 }
 

@@ -269,6 +269,7 @@ def reestimate_bn(model: nn.Module, split: Split | FolderSplit, n: int | None = 
 # %% ../nbs/04_train.ipynb #3fa14525
 BASELINES = {
     "lenet5": TrainConfig("lenet5", epochs=20, lr=0.02, batch_size=32),
+    "lenet-3x3": TrainConfig("lenet-3x3", epochs=10, lr=0.05, batch_size=64),
     "vgg-small": TrainConfig("vgg-small", epochs=6, lr=0.05, batch_size=64),
     "resnet8": TrainConfig("resnet8", epochs=8, lr=0.05, batch_size=64),
     "resnet20": TrainConfig("resnet20", epochs=5, lr=0.05, batch_size=64),
