@@ -19,7 +19,8 @@ from .quant import _set_module
 # %% auto #0
 __all__ = ['VARIANTS', 'INDEX_CODING', 'row_matrix', 'from_rows', 'conv_layers', 'kmeans_columns', 'distortion', 'spectral_F',
            'indicator_F', 'kmeans_reg', 'DKMConfig', 'DKMRegularizer', 'RowShared', 'share_weights', 'index_bits',
-           'shared_bits', 'k_for_ratio', 'ScalarShared', 'scalar_share', 'dot_cost', 'conv_energy', 'model_energy']
+           'shared_bits', 'k_for_ratio', 'ScalarShared', 'bits_for_ratio', 'scalar_share', 'dot_cost', 'conv_energy',
+           'model_energy']
 
 # %% ../nbs/19_deep_kmeans.ipynb #e5ec8be1
 def row_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -196,6 +197,13 @@ class ScalarShared(nn.Module):
     def forward(self, x): return self.conv._conv_forward(x, self.codebook[self.idx].view(self.shape), self.conv.bias)
     def extra_repr(self): return f"bits={self.bits}, codebook={self.codebook.numel()}"
 
+def bits_for_ratio(n: int, cr: float, value_bits: int = 32) -> int:
+    "The most bits b (1..8) whose scalar-shared layer of n weights, n·32 / (n·b + 2^b·32), reaches ratio `cr` (1 if none does)."
+    if not (isinstance(cr, (int, float)) and cr >= 1): raise ValueError(f"cr must be a number >= 1; got {cr!r}")
+    check_int("n", n, 1)
+    ok = [b for b in range(1, 9) if n * value_bits / (n * b + 2 ** b * value_bits) >= cr]
+    return max(ok) if ok else 1
+
 def scalar_share(model: nn.Module, bits: dict, seed: int = 0) -> nn.Module:
     "A copy of `model` with each conv layer in `bits` ({name: bits}) as a `ScalarShared` layer."
     out = copy.deepcopy(model)
@@ -225,8 +233,8 @@ def conv_energy(conv: nn.Conv2d, in_hw: tuple, bw: int = 32, bx: int = 32, uniqu
 
 def model_energy(model: nn.Module, input_shape=(1, 1, 28, 28), bw: int = 32, bx: int = 32, access_macs: float = 6.0) -> dict:
     """Eqs. 5-7 summed over the conv layers of `model` (Conv2d, `RowShared`: K·s unique weights) on one input of
-    `input_shape`, and the normalised total (our reading of Section 3): the representational costs in words, each access
-    worth `access_macs` MACs (the paper's ≈6× for a global buffer), added to the computational cost, per MAC."""
+    `input_shape`, and a total (our reading of Section 3): the representational costs in words, each access worth
+    `access_macs` MACs (the paper's ≈6× for a global buffer), added to the computational cost, in full adders."""
     sizes, hooks = {}, []
     for n, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, RowShared)):             # a RowShared's inner conv never runs: counted once
@@ -240,6 +248,6 @@ def model_energy(model: nn.Module, input_shape=(1, 1, 28, 28), bw: int = 32, bx:
         m = model.get_submodule(n)
         e = conv_energy(m.conv, hw, bw, bx, unique_weights=m.centroids.numel()) if isinstance(m, RowShared) else conv_energy(m, hw, bw, bx)
         for k in tot: tot[k] += e[k]
-    per_mac = tot["compute"] / tot["macs"]                     # full adders of one MAC
-    tot["total_per_mac"] = (tot["compute"] + access_macs * per_mac * (tot["weights"] / bw + tot["activations"] / bx)) / tot["macs"]
+    mac = dot_cost(1, bw, bx)                                  # full adders of one multiply-accumulate
+    tot["total"] = tot["compute"] + access_macs * mac * (tot["weights"] / bw + tot["activations"] / bx)
     return tot
