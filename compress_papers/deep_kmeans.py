@@ -79,10 +79,11 @@ VARIANTS = ("spectral", "hard")
 
 @dataclass(frozen=True)
 class DKMConfig:
-    """Deep k-Means re-training: λ (`lam`, ≥ 0; 0 is the plain re-training control), F refreshed every `refresh` epochs,
-    relaxed (`spectral`, the paper) or the hard indicator from real k-means (`hard`); `seed` for k-means."""
+    """Deep k-Means re-training: λ (`lam`, ≥ 0; 0 is the plain re-training control), F refreshed every `refresh` training
+    steps (the paper: every 5 epochs), relaxed (`spectral`, the paper) or the hard indicator from real k-means (`hard`);
+    `seed` for k-means."""
     lam: float = 1e-4
-    refresh: int = 5
+    refresh: int = 100
     variant: str = "spectral"
     seed: int = 0
 
@@ -94,7 +95,8 @@ class DKMConfig:
 # %% ../nbs/19_deep_kmeans.ipynb #3d735889
 class DKMRegularizer:
     """λ·Σ_layers ½[Tr(WᵀW) − Tr(FᵀWᵀWF)] over the conv layers `Ks` ({name: K}) of `model`, each F held fixed between
-    refreshes (`refresh()`; call it every `cfg.refresh` epochs). `penalty()` is the term to add to the loss."""
+    refreshes. `penalty()` is the term to add to the loss, once per training step: every `cfg.refresh` calls it first
+    refreshes F from the current weights (the paper's alternating update)."""
     def __init__(self, model: nn.Module, Ks: dict, cfg: DKMConfig):
         if not isinstance(cfg, DKMConfig): raise TypeError(f"cfg must be a DKMConfig; got {type(cfg).__name__}")
         self.model, self.cfg, self.Ks = model, cfg, dict(Ks)
@@ -102,7 +104,7 @@ class DKMRegularizer:
             layer = model.get_submodule(n)
             if not isinstance(layer, nn.Conv2d): raise ValueError(f"Deep k-Means compresses conv layers; {n!r} is a {type(layer).__name__}")
             check_int(f"K of {n}", K, 1, row_matrix(layer.weight).shape[1])
-        self.F = {}
+        self.F, self.calls = {}, 0
         self.refresh()
 
     def refresh(self):
@@ -116,7 +118,15 @@ class DKMRegularizer:
         return sum(kmeans_reg(row_matrix(self.model.get_submodule(n).weight), self.F[n].to(self.model.get_submodule(n).weight.device))
                    for n in self.Ks)
 
-    def penalty(self) -> torch.Tensor: return self.cfg.lam * self.value()
+    def due(self) -> bool:
+        "Whether the next `penalty()` refreshes F first."
+        return self.calls > 0 and self.calls % self.cfg.refresh == 0
+
+    def penalty(self) -> torch.Tensor:
+        "λ × the term at the current weights, F refreshed first when due (every `cfg.refresh` calls)."
+        if self.due(): self.refresh()
+        self.calls += 1
+        return self.cfg.lam * self.value()
 
 # %% ../nbs/19_deep_kmeans.ipynb #4589e7ea
 class RowShared(nn.Module):

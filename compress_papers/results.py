@@ -16,10 +16,10 @@ from .core import (atomic_write_bytes, atomic_write_json, atomic_write_text, che
                                   env_stamp, figures_root, project_root)
 
 # %% auto #0
-__all__ = ['VERDICTS', 'KINDS', 'mean_std', 'Claim', 'correct_string', 'Paired', 'paired_compare', 'results_root',
-           'speed_compare', 'speed_claim', 'paper_dir', 'save_results', 'load_results', 'save_claims', 'save_timings',
-           'load_timings', 'save_table', 'save_figure', 'md_row', 'ours_text', 'verdict_text', 'claims_table',
-           'timings_table', 'write_report']
+__all__ = ['VERDICTS', 'KINDS', 'mean_std', 'Claim', 'correct_string', 'Paired', 'paired_compare', 'paired_contrast',
+           'results_root', 'speed_compare', 'speed_claim', 'paper_dir', 'save_results', 'load_results', 'save_claims',
+           'save_timings', 'load_timings', 'save_table', 'save_figure', 'md_row', 'ours_text', 'verdict_text',
+           'claims_table', 'timings_table', 'write_report']
 
 # %% ../nbs/01_results.ipynb #b548091a
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -118,28 +118,57 @@ class Paired:
         return (f"{self.a} − {self.b}: {100 * self.diff:+.2f} pts [{100 * self.lo:+.2f}, {100 * self.hi:+.2f}], "
                 f"McNemar p={self.p_mcnemar:.3g} ({self.n_ab} vs {self.n_ba} discordant, {self.seeds} seed(s) × {self.images} images)")
 
+def _boot_means(d: np.ndarray, n_boot: int, seed: int, groups=None) -> np.ndarray:
+    """`n_boot` bootstrap means of the (rows, images) matrix `d`: the same resampled images for every row, and the rows
+    resampled too (when more than one); with `groups` (a label per row), the groups first, then rows within each."""
+    S, N = d.shape; rng = np.random.default_rng(seed)
+    if groups is not None:
+        g = np.asarray(groups)
+        if g.shape != (S,): raise ValueError(f"groups must give one label per row ({S}); got shape {g.shape}")
+        members = [np.flatnonzero(g == u) for u in np.unique(g)]
+    boot = np.empty(n_boot)
+    for k in range(n_boot):
+        img = rng.integers(0, N, N)
+        if groups is None: sd = rng.integers(0, S, S) if S > 1 else np.zeros(1, dtype=int)
+        else: sd = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in (members[j] for j in rng.integers(0, len(members), len(members)))])
+        boot[k] = d[np.ix_(sd, img)].mean()
+    return boot
+
+def _check_boot(n_boot, level):
+    if not (isinstance(n_boot, int) and n_boot >= 100): raise ValueError(f"n_boot must be an integer >= 100; got {n_boot!r}")
+    if not 0.5 < level < 1: raise ValueError(f"level must be in (0.5, 1); got {level!r}")
+
 def paired_compare(correct_a, correct_b, names: tuple[str, str] = ("A", "B"), n_boot: int = 2000, seed: int = 0,
-                   level: float = 0.95) -> Paired:
+                   level: float = 0.95, groups=None) -> Paired:
     """Paired comparison of two classifiers' per-image correctness `correct_a`, `correct_b` (each (seeds, images):
     arrays, or '0'/'1' strings one per seed; seed s of A is paired with seed s of B): accuracy difference, a `level`
     paired bootstrap interval over images (and seeds, when more than one) from `n_boot` resamples drawn with `seed`,
-    and the exact McNemar test on the discordant images pooled over seeds."""
+    and the exact McNemar test on the discordant images pooled over seeds. `groups` (a label per row) makes the
+    bootstrap two-level: rows that share a label (one training seed's several k-means draws, say) are resampled
+    within their group after the groups are."""
     from scipy.stats import binomtest
     A, B = _as_matrix(correct_a, "correct_a"), _as_matrix(correct_b, "correct_b")
     if A.shape != B.shape: raise ValueError(f"correct_a and correct_b must have the same (seeds, images) shape; got {A.shape} and {B.shape}")
-    if not (isinstance(n_boot, int) and n_boot >= 100): raise ValueError(f"n_boot must be an integer >= 100; got {n_boot!r}")
-    if not 0.5 < level < 1: raise ValueError(f"level must be in (0.5, 1); got {level!r}")
+    _check_boot(n_boot, level)
     d = A.astype(np.float64) - B.astype(np.float64)        # per seed and image: +1, 0 or -1
-    S, N = d.shape; rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot)
-    for k in range(n_boot):                                  # the same resampled images for every seed
-        img = rng.integers(0, N, N); sd = rng.integers(0, S, S) if S > 1 else np.zeros(1, dtype=int)
-        boot[k] = d[np.ix_(sd, img)].mean()
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = np.quantile(_boot_means(d, n_boot, seed, groups), [(1 - level) / 2, (1 + level) / 2])
     n_ab, n_ba = int((A & ~B).sum()), int((B & ~A).sum())
     p = binomtest(n_ab, n_ab + n_ba, 0.5).pvalue if n_ab + n_ba else 1.0
-    return Paired(names[0], names[1], S, N, float(A.mean()), float(B.mean()), float(d.mean()),
+    return Paired(names[0], names[1], d.shape[0], d.shape[1], float(A.mean()), float(B.mean()), float(d.mean()),
                   float(lo), float(hi), n_ab, n_ba, float(p))
+
+def paired_contrast(corrects: Sequence, weights: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                    groups=None) -> tuple[float, float, float]:
+    """A weighted contrast Σ wᵢ·accᵢ of several classifiers' per-image correctness on the same images and rows (say
+    A − ½B − ½C: "A wins back at least half of B's loss against C"), with its paired bootstrap interval, resampled as
+    in `paired_compare`: (value, lo, hi)."""
+    Ms = [_as_matrix(c, f"corrects[{i}]") for i, c in enumerate(corrects)]
+    if len(Ms) != len(weights) or len(Ms) < 2: raise ValueError("paired_contrast needs two or more correctness matrices and one weight each")
+    if len({M.shape for M in Ms}) != 1: raise ValueError(f"every correctness matrix must have the same (seeds, images) shape; got {[M.shape for M in Ms]}")
+    _check_boot(n_boot, level)
+    d = sum(float(w) * M.astype(np.float64) for w, M in zip(weights, Ms))
+    lo, hi = np.quantile(_boot_means(d, n_boot, seed, groups), [(1 - level) / 2, (1 + level) / 2])
+    return float(d.mean()), float(lo), float(hi)
 
 # %% ../nbs/01_results.ipynb #41f51a7e
 def results_root(size: str = "smoke") -> Path:
