@@ -57,9 +57,15 @@ def distortion(W: torch.Tensor, C: torch.Tensor, a: torch.Tensor) -> float:
 # %% ../nbs/19_deep_kmeans.ipynb #e4c08287
 def spectral_F(W: torch.Tensor, K: int) -> torch.Tensor:
     """The relaxed indicator of Eq. 4: the top-K right singular vectors of W (N×K, FᵀF = I; Ky Fan). W has rank ≤ s, so
-    beyond the s-th the columns complete an arbitrary orthonormal basis."""
-    check_int("K", K, 1, W.shape[1])
-    return torch.linalg.svd(W.detach().double(), full_matrices=True).Vh[:K].t().to(W.dtype)
+    beyond the s-th the singular values are 0 and any orthonormal completion is a top-K set: we take the Householder
+    completion of the first s (cheap: no N×N basis is formed)."""
+    N = W.shape[1]; check_int("K", K, 1, N)
+    Vh = torch.linalg.svd(W.detach().double(), full_matrices=False).Vh
+    r = Vh.shape[0]
+    if K <= r: return Vh[:K].t().to(W.dtype)
+    a, tau = torch.geqrf(Vh.t())
+    Q = torch.linalg.householder_product(torch.cat([a, a.new_zeros(N, K - r)], 1), tau)
+    return torch.cat([Vh.t(), Q[:, r:]], 1).to(W.dtype)
 
 def indicator_F(a: torch.Tensor, K: int) -> torch.Tensor:
     "The normalised indicator of a hard assignment a (Zha et al.): F_ij = 1/√n_j when column i is in cluster j, else 0."

@@ -120,18 +120,25 @@ class Paired:
 
 def _boot_means(d: np.ndarray, n_boot: int, seed: int, groups=None) -> np.ndarray:
     """`n_boot` bootstrap means of the (rows, images) matrix `d`: the same resampled images for every row, and the rows
-    resampled too (when more than one); with `groups` (a label per row), the groups first, then rows within each."""
+    resampled too (when more than one); with `groups` (a label per row, each group the same size), the groups first,
+    then rows within each (drawn in blocks of 256 resamples at once)."""
     S, N = d.shape; rng = np.random.default_rng(seed)
-    if groups is not None:
-        g = np.asarray(groups)
-        if g.shape != (S,): raise ValueError(f"groups must give one label per row ({S}); got shape {g.shape}")
-        members = [np.flatnonzero(g == u) for u in np.unique(g)]
     boot = np.empty(n_boot)
-    for k in range(n_boot):
-        img = rng.integers(0, N, N)
-        if groups is None: sd = rng.integers(0, S, S) if S > 1 else np.zeros(1, dtype=int)
-        else: sd = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in (members[j] for j in rng.integers(0, len(members), len(members)))])
-        boot[k] = d[np.ix_(sd, img)].mean()
+    if groups is None:
+        for k in range(n_boot):
+            img = rng.integers(0, N, N); sd = rng.integers(0, S, S) if S > 1 else np.zeros(1, dtype=int)
+            boot[k] = d[np.ix_(sd, img)].mean()
+        return boot
+    g = np.asarray(groups)
+    if g.shape != (S,): raise ValueError(f"groups must give one label per row ({S}); got shape {g.shape}")
+    members = [np.flatnonzero(g == u) for u in np.unique(g)]
+    if len({len(m) for m in members}) != 1: raise ValueError("every group must hold the same number of rows")
+    M = np.stack(members); G, m = M.shape
+    for k0 in range(0, n_boot, 256):
+        b = min(256, n_boot - k0)
+        img = rng.integers(0, N, (b, N)); grp = rng.integers(0, G, (b, G)); within = rng.integers(0, m, (b, G, m))
+        rows = M[grp[:, :, None], within].reshape(b, G * m)
+        boot[k0:k0 + b] = np.take_along_axis(d[rows].mean(1), img, 1).mean(1)   # rows' mean per image, then the images
     return boot
 
 def _check_boot(n_boot, level):
