@@ -106,7 +106,7 @@ PAPERS = {p.name: p for p in [
           datasets=("mnist5k", "cifar10")),
     Paper("deep-kmeans", "19_deep_kmeans.ipynb", "Deep k-Means: re-training for weight sharing (Wu et al., ICML'18)",
           {"models": ["lenet5", "lenet-3x3"], "seeds": [0, 1, 2], "kmeans_seeds": [0, 1], "crs": [4, 8, 16, 24], "lams": [1e-4, 1e-3, 1e-2],
-           "hard_lams": [1.0, 10.0], "lrs": [0.1, 0.01, 0.001, 0.0001, 0.00001], "epochs": 1, "refresh": 8, "train_limit": 2048,
+           "hard_lams": [0.1, 1.0], "lrs": [0.1, 0.01, 0.001, 0.0001, 0.00001], "epochs": 1, "refresh": 8, "train_limit": 2048,
            "sweep_crs": [2, 4, 8, 16], "long_prune": 3, "trace_every": 5}, 240,
           on_data={"cifar10": {   # the CIFAR ResNet-20 shared (its 1x1 shortcuts as scalars), VGG-small for Figs. 1-2, 20 epochs, F every 3,500 steps (GPU)
               "all": {"models": ["resnet20"], "sweep_model": "vgg-small"},
