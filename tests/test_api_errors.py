@@ -19,7 +19,7 @@ from compress_papers.reproduce import select_papers
     (lambda: stratified_split(np.arange(5), 0.1, 0.1), ValueError, "split is empty"),   # one example per class: no training set
     (lambda: get_data("mnist5k", val=0.5, test=0.5), ValueError, "training set is not empty"),
     (lambda: get_data("mnist5k", val=1.5), ValueError, "val must be in [0, 1)"),
-    (lambda: get_model("resnet19"), ValueError, "model must be one of 'lenet5', 'vgg-small'"),
+    (lambda: get_model("resnet19"), ValueError, "model must be one of 'lenet5', 'lenet-3x3', 'vgg-small'"),
     (lambda: get_model(3), TypeError, "model name must be a string"),
     (lambda: TrainConfig(model="resnet19"), ValueError, "model must be one of"),
     (lambda: baseline_config("lenet5", size="medium"), ValueError, "size must be one of 'smoke', 'full'"),
