@@ -78,3 +78,27 @@ def fold_conv_avgpool(conv: nn.Conv2d, pool: nn.AvgPool2d) -> nn.Conv2d:
     out.weight.copy_(W)
     if conv.bias is not None: out.bias.copy_(conv.bias)
     return out.to(conv.weight.device)
+
+# --- cell: profile-by-op (the first draft, kept to compare with time_by_type on an idle machine)
+OP_TYPES = {"conv": "conv", "addmm": "linear", "mm": "linear", "linear": "linear", "max_pool": "pool", "avg_pool": "pool",
+            "adaptive_avg_pool": "pool", "batch_norm": "batchnorm", "relu": "relu", "local_response_norm": "lrn", "cat": "concat"}
+
+def op_type(name: str) -> str:
+    "The layer type an aten op belongs to (LRN decomposes into avg_pool3d, pow, div: it lands in 'pool' and 'other')."
+    n = name.lower().removeprefix("aten::")
+    for k, v in OP_TYPES.items():
+        if k in n: return v
+    return "other"
+
+@torch.no_grad()
+def time_by_op(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
+    "CPU self time of the aten ops per layer type (ms per forward pass)."
+    from torch.profiler import ProfilerActivity, profile
+    model = model.eval(); x = torch.zeros(input_shape, device=next(model.parameters()).device)
+    for _ in range(warmup): model(x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats): model(x)
+    out = {}
+    for e in prof.key_averages():
+        if e.key.startswith("aten::"): out[op_type(e.key)] = out.get(op_type(e.key), 0.0) + e.self_cpu_time_total / 1000 / repeats
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
