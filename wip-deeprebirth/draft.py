@@ -102,3 +102,65 @@ def time_by_op(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, 
     for e in prof.key_averages():
         if e.key.startswith("aten::"): out[op_type(e.key)] = out.get(op_type(e.key), 0.0) + e.self_cpu_time_total / 1000 / repeats
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+# --- cell: streamline
+from compress_papers.models import Inception
+
+NON_TENSOR = (nn.BatchNorm2d, nn.ReLU, nn.LocalResponseNorm, nn.MaxPool2d, nn.AvgPool2d)
+
+def _pair(v): return v if isinstance(v, tuple) else (v, v)
+
+def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow_kernel: bool = False) -> tuple[nn.Sequential, int]:
+    """Streamline slimming (our reading of the paper, from secondary descriptions): the chain `features[start:stop]`,
+    conv → non-tensor layers (BN, ReLU, LRN, one max or average pool, in any order after the conv), becomes one newly
+    initialised conv with the pool's stride multiplied into its own, followed by ReLU. The kernel is kept (`grow_kernel`
+    False) or grown to k + s(p − 1) to keep the receptive field; the padding is the one that keeps the chain's output size.
+    `input_shape` is the model's input (to size the chain). Returns a new Sequential and the index of the new conv."""
+    if not isinstance(features, nn.Sequential): raise TypeError("streamline works on an nn.Sequential of layers")
+    chain = list(features)[start:stop]
+    pools = [m for m in chain[1:] if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    if not chain or not isinstance(chain[0], nn.Conv2d) or not all(isinstance(m, NON_TENSOR) for m in chain[1:]) or len(pools) != 1:
+        raise ValueError("streamline merges conv → (BatchNorm2d, ReLU, LocalResponseNorm, one MaxPool2d/AvgPool2d) chains; "
+                         f"got {[type(m).__name__ for m in chain]}")
+    conv, pool = chain[0], pools[0]
+    with torch.no_grad():
+        x = features[:start].eval()(torch.zeros(input_shape)) if start else torch.zeros(input_shape)
+        want = features[start:stop].eval()(x).shape[-2:]
+    (k, _), (s, _), p, ps = conv.kernel_size, conv.stride, _pair(pool.kernel_size)[0], _pair(pool.stride)[0]
+    K = k + s * (p - 1) if grow_kernel else k
+    for pad in range(K + 1):                                   # the padding that gives the chain's output size
+        new = nn.Conv2d(conv.in_channels, conv.out_channels, K, s * ps, pad)
+        with torch.no_grad():
+            if new(x).shape[-2:] == want: break
+    else: raise ValueError(f"no padding of a {K}×{K} conv with stride {s * ps} gives the chain's output size {tuple(want)}")
+    layers = list(features)[:start] + [new, nn.ReLU(inplace=True)] + list(features)[stop:]
+    return nn.Sequential(*layers), start
+
+# --- cell: branch
+def _conv_bn_relu(c_in: int, c_out: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+class SlimInception(nn.Module):
+    """Branch slimming (our reading): an Inception module without its 1×1 and pooling branches; the 3×3 branch widened
+    to c1 + c3 outputs and the 5×5 branch to c5 + cp, so the concatenation keeps its width and channel layout (the 3×3
+    branch takes the 1×1 branch's place, the 5×5 the pooling branch's). The reduce (1×1) layers are the pretrained ones;
+    the widened convs are new."""
+    def __init__(self, inc: Inception):
+        super().__init__()
+        if not isinstance(inc, Inception): raise TypeError(f"SlimInception slims an Inception module; got {type(inc).__name__}")
+        c1, c3 = inc.b1[0].out_channels, inc.b3[1][0].out_channels
+        c5, cp = inc.b5[1][0].out_channels, inc.bp[1][0].out_channels
+        self.b3 = nn.Sequential(copy.deepcopy(inc.b3[0]), _conv_bn_relu(inc.b3[1][0].in_channels, c1 + c3, 3))
+        self.b5 = nn.Sequential(copy.deepcopy(inc.b5[0]), _conv_bn_relu(inc.b5[1][0].in_channels, c5 + cp, 5))
+        self.out_channels = inc.out_channels
+    def forward(self, x): return torch.cat([self.b3(x), self.b5(x)], 1)
+    def new_layers(self) -> list[nn.Module]: return [self.b3[1], self.b5[1]]
+
+def branch_slim(model: nn.Module) -> nn.Module:
+    "A copy of `model` with every `Inception` module replaced by a `SlimInception`."
+    out = copy.deepcopy(model)
+    for n, m in list(out.named_modules()):
+        if isinstance(m, Inception):
+            parent, _, leaf = n.rpartition(".")
+            setattr(out.get_submodule(parent) if parent else out, leaf, SlimInception(m))
+    return out
