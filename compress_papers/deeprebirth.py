@@ -4,30 +4,43 @@
 
 # %% ../nbs/18_deeprebirth.ipynb #d544d9a7
 from __future__ import annotations
-import copy
+import copy, math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from .core import check_int
+from .core import check_choice, check_int, set_seed
+from .data import Dataset
 from .models import Inception
+from .train import evaluate, finetune
 
 # %% auto #0
 __all__ = ['LAYER_TYPES', 'TENSOR_TYPES', 'NON_TENSOR', 'time_by_type', 'non_tensor_share', 'fold_conv_bn', 'fold_conv_avgpool',
-           'streamline', 'SlimInception', 'branch_slim']
+           'streamline', 'inception_parts', 'SlimInception', 'branch_slim', 'TransformInput', 'SequentialGoogLeNet',
+           'fold_bn', 'blob_bytes', 'Merge', 'merge_plan', 'apply_merge', 'RebirthConfig', 'rebirth', 'reinit']
 
 # %% ../nbs/18_deeprebirth.ipynb #d4be265f
 LAYER_TYPES = {nn.Conv2d: "conv", nn.Linear: "linear", nn.MaxPool2d: "pool", nn.AvgPool2d: "pool", nn.AdaptiveAvgPool2d: "pool",
                nn.BatchNorm2d: "batchnorm", nn.ReLU: "relu", nn.LocalResponseNorm: "lrn"}
 TENSOR_TYPES = ("conv", "linear")                      # layers with tensor-like weights; the rest are the paper's non-tensor layers
 
+def _check_shape(model: nn.Module, input_shape) -> tuple:
+    "`input_shape` as a tuple (N, C, H, W) of positive ints that `model` accepts; else a ValueError saying why."
+    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 4 and all(isinstance(v, int) and v > 0 for v in input_shape)
+    if not ok: raise ValueError(f"input_shape must be (N, C, H, W), four positive ints; got {input_shape!r}")
+    c = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if c is not None and input_shape[1] != c: raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels; the model's first conv takes {c}")
+    return tuple(input_shape)
+
 @torch.no_grad()
 def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
     """CPU time per layer type (ms per forward pass) over `repeats` passes of `model` on zeros of `input_shape` (after
     `warmup`), from torch.profiler: each leaf layer of a type in `LAYER_TYPES` is a labelled range, concatenation is
     aten::cat's own time, and 'other' is the rest of the forward pass (flatten, Python, dispatch)."""
-    check_int("repeats", repeats, 1); check_int("warmup", warmup, 0)
+    check_int("repeats", repeats, 1); check_int("warmup", warmup, 0); input_shape = _check_shape(model, input_shape)
     from torch.profiler import ProfilerActivity, profile, record_function
     model = model.eval(); x = torch.zeros(input_shape, device=next(model.parameters()).device)
     for _ in range(warmup): model(x)
@@ -100,6 +113,7 @@ def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow
     False) or grown to k + s(p − 1) to keep the receptive field; the padding is the one that keeps the chain's output size.
     `input_shape` is the model's input (to size the chain). Returns a new Sequential and the index of the new conv."""
     if not isinstance(features, nn.Sequential): raise TypeError("streamline works on an nn.Sequential of layers")
+    input_shape = _check_shape(features, input_shape)
     chain = list(features)[start:stop]
     pools = [m for m in chain[1:] if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
     if not chain or not isinstance(chain[0], nn.Conv2d) or not all(isinstance(m, NON_TENSOR) for m in chain[1:]) or len(pools) != 1:
@@ -123,27 +137,217 @@ def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow
 def _conv_bn_relu(c_in: int, c_out: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
+def _first_conv(m: nn.Module) -> nn.Conv2d: return next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+
+def inception_parts(m: nn.Module) -> dict | None:
+    """The branches of an Inception module, the zoo's (`b1`, `b3`, `b5`, `bp`) or torchvision's (`branch1` to `branch4`):
+    {'c1', 'cp': widths of the 1×1 and pooling branches, 'reduce3', 'reduce5': the 1×1 layers in front of the wide convs,
+    'conv3', 'conv5': the wide convs}; None for any other module."""
+    names = ("b1", "b3", "b5", "bp") if isinstance(m, Inception) else ("branch1", "branch2", "branch3", "branch4")
+    if not all(isinstance(getattr(m, n, None), nn.Module) for n in names) or not hasattr(m, "forward"): return None
+    b1, b3, b5, bp = (getattr(m, n) for n in names)
+    if not all(isinstance(b, nn.Sequential) and len(b) == 2 for b in (b3, b5, bp)): return None
+    return {"c1": _first_conv(b1).out_channels, "cp": _first_conv(bp).out_channels, "reduce3": b3[0], "reduce5": b5[0],
+            "conv3": _first_conv(b3[1]), "conv5": _first_conv(b5[1])}
+
 class SlimInception(nn.Module):
     """Branch slimming (our reading): an Inception module without its 1×1 and pooling branches; the 3×3 branch widened
     to c1 + c3 outputs and the 5×5 branch to c5 + cp, so the concatenation keeps its width and channel layout (the 3×3
     branch takes the 1×1 branch's place, the 5×5 the pooling branch's). The reduce (1×1) layers are the pretrained ones;
-    the widened convs are new."""
-    def __init__(self, inc: Inception):
+    the widened convs (conv, BatchNorm, ReLU) are new. Takes the zoo's `Inception` or torchvision's GoogLeNet module."""
+    def __init__(self, inc: nn.Module):
         super().__init__()
-        if not isinstance(inc, Inception): raise TypeError(f"SlimInception slims an Inception module; got {type(inc).__name__}")
-        c1, c3 = inc.b1[0].out_channels, inc.b3[1][0].out_channels
-        c5, cp = inc.b5[1][0].out_channels, inc.bp[1][0].out_channels
-        self.b3 = nn.Sequential(copy.deepcopy(inc.b3[0]), _conv_bn_relu(inc.b3[1][0].in_channels, c1 + c3, 3))
-        self.b5 = nn.Sequential(copy.deepcopy(inc.b5[0]), _conv_bn_relu(inc.b5[1][0].in_channels, c5 + cp, 5))
-        self.out_channels = inc.out_channels
+        p = inception_parts(inc)
+        if p is None: raise TypeError(f"SlimInception slims an Inception module (the zoo's or torchvision's); got {type(inc).__name__}")
+        c3, c5 = p["conv3"], p["conv5"]
+        self.b3 = nn.Sequential(copy.deepcopy(p["reduce3"]), _conv_bn_relu(c3.in_channels, p["c1"] + c3.out_channels, c3.kernel_size[0]))
+        self.b5 = nn.Sequential(copy.deepcopy(p["reduce5"]), _conv_bn_relu(c5.in_channels, c5.out_channels + p["cp"], c5.kernel_size[0]))
+        self.out_channels = p["c1"] + c3.out_channels + c5.out_channels + p["cp"]
     def forward(self, x): return torch.cat([self.b3(x), self.b5(x)], 1)
     def new_layers(self) -> list[nn.Module]: return [self.b3[1], self.b5[1]]
+    def extra_repr(self) -> str: return f"out_channels={self.out_channels}, widened={self.b3[1][0].out_channels}+{self.b5[1][0].out_channels}"
 
 def branch_slim(model: nn.Module) -> nn.Module:
-    "A copy of `model` with every `Inception` module replaced by a `SlimInception`."
+    "A copy of `model` with every Inception module (the zoo's or torchvision's) replaced by a `SlimInception`."
     out = copy.deepcopy(model)
     for n, m in list(out.named_modules()):
-        if isinstance(m, Inception):
+        if n and inception_parts(m) is not None:
             parent, _, leaf = n.rpartition(".")
             setattr(out.get_submodule(parent) if parent else out, leaf, SlimInception(m))
+    return out
+
+# %% ../nbs/18_deeprebirth.ipynb #63e48c39
+class TransformInput(nn.Module):
+    "torchvision's GoogLeNet `transform_input` (its pretrained weights use it): ImageNet-normalised input to the scale of the original network, (x·std + mean − 0.5)/0.5 per channel."
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) / 0.5)
+        self.register_buffer("shift", (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) - 0.5) / 0.5)
+    def forward(self, x): return x * self.scale + self.shift
+
+class SequentialGoogLeNet(nn.Module):
+    """torchvision's GoogLeNet (without its auxiliary heads) as `features` (one nn.Sequential: each BasicConv2d unrolled
+    into conv, BatchNorm, ReLU; the Inception modules and pools in order) and `classifier`: the layout the merges work on.
+    The weights are the given model's (shared, not copied); outputs are identical in eval mode (its `transform_input`,
+    when set, is the first layer)."""
+    def __init__(self, g: nn.Module):
+        super().__init__()
+        if not all(hasattr(g, n) for n in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "fc")):
+            raise TypeError(f"SequentialGoogLeNet takes torchvision's GoogLeNet; got {type(g).__name__}")
+        unroll = lambda b: [b.conv, b.bn, nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*([TransformInput()] if getattr(g, "transform_input", False) else []), *unroll(g.conv1), g.maxpool1, *unroll(g.conv2), *unroll(g.conv3), g.maxpool2,
+                                      g.inception3a, g.inception3b, g.maxpool3, g.inception4a, g.inception4b, g.inception4c,
+                                      g.inception4d, g.inception4e, g.maxpool4, g.inception5a, g.inception5b)
+        self.classifier = nn.Sequential(g.avgpool, nn.Flatten(), g.dropout, g.fc)
+    def forward(self, x): return self.classifier(self.features(x))
+
+# %% ../nbs/18_deeprebirth.ipynb #12a5c399
+def fold_bn(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every conv → BatchNorm pair folded into one conv (section 2's exact fold), where the pair is
+    two neighbours in an nn.Sequential (the BatchNorm removed) or a module's `conv` and `bn` (torchvision's `BasicConv2d`;
+    the BatchNorm becomes an Identity): the practical baseline, what a deployment does anyway. The module structure is kept
+    (unlike torch.fx's `fuse`), so `blob_bytes` still sees every module. Needs eval mode."""
+    _check_eval(*[m for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+    out = copy.deepcopy(model)
+    for seq in [m for m in out.modules() if isinstance(m, nn.Sequential)]:
+        layers, kept, k = list(seq), [], 0
+        while k < len(layers):
+            pair = k + 1 < len(layers) and isinstance(layers[k], nn.Conv2d) and isinstance(layers[k + 1], nn.BatchNorm2d)
+            kept.append(fold_conv_bn(layers[k], layers[k + 1]) if pair else layers[k]); k += 2 if pair else 1
+        for name in list(seq._modules): del seq._modules[name]
+        for j, l in enumerate(kept): seq.add_module(str(j), l)
+    for m in out.modules():
+        if type(m).__name__ == "BasicConv2d" and isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
+            m.conv, m.bn = fold_conv_bn(m.conv, m.bn), nn.Identity()
+    return out
+
+# %% ../nbs/18_deeprebirth.ipynb #1fa58345
+@torch.no_grad()
+def blob_bytes(model: nn.Module, input_shape) -> int:
+    """Run-time memory as Caffe counts it: the bytes of the parameters and buffers plus every distinct output tensor of
+    every module in one forward pass on zeros of `input_shape` (each kept alive, as Caffe keeps its blobs; an in-place
+    output is its input's tensor and counts once), the input included."""
+    input_shape = _check_shape(model, input_shape)
+    x = torch.zeros(input_shape, device=next(model.parameters()).device); kept = {x.data_ptr(): x}
+    def keep(m, i, o):
+        for t in (o if isinstance(o, (tuple, list)) else [o]):
+            if isinstance(t, torch.Tensor): kept.setdefault(t.data_ptr(), t)
+    was = model.training; model.eval(); hooks = [m.register_forward_hook(keep) for m in model.modules()]
+    try: model(x)
+    finally:
+        for h in hooks: h.remove()
+        model.train(was)
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return int(weights + sum(t.numel() * t.element_size() for t in kept.values()))
+
+# %% ../nbs/18_deeprebirth.ipynb #6a5ccf79
+@dataclass(frozen=True)
+class Merge:
+    "One merge step: `kind` 'streamline' (the chain after the n-th conv of `features`) or 'branch' (the n-th Inception)."
+    kind: str
+    n: int
+    def __post_init__(self):
+        check_choice("Merge.kind", self.kind, ("streamline", "branch")); check_int("Merge.n", self.n, 0)
+    def __str__(self): return f"{self.kind} {self.n}"
+
+def _chain_stop(features: nn.Sequential, i: int) -> int | None:
+    "End of the conv → non-tensor chain starting at `i` if it holds exactly one pooling layer, else None."
+    j, pools = i + 1, 0
+    while j < len(features) and isinstance(features[j], NON_TENSOR):
+        if isinstance(features[j], (nn.MaxPool2d, nn.AvgPool2d)):
+            if pools: break
+            pools += 1
+        j += 1
+    return j if pools == 1 else None
+
+def _features(model: nn.Module) -> nn.Sequential:
+    f = getattr(model, "features", None)
+    if not isinstance(f, nn.Sequential): raise TypeError(f"the merges work on a model with an nn.Sequential `features`; {type(model).__name__} has none (torchvision's GoogLeNet: wrap it in SequentialGoogLeNet)")
+    return f
+
+def _nth(features, kind, n):
+    hits = [i for i, m in enumerate(features) if (isinstance(m, nn.Conv2d) if kind == "streamline" else
+                                               isinstance(m, SlimInception) or inception_parts(m) is not None)]
+    if n >= len(hits): raise ValueError(f"{kind} {n}: `features` has only {len(hits)} {'convs' if kind == 'streamline' else 'Inception modules'}")
+    return hits[n]
+
+def merge_plan(model: nn.Module, streamline: bool = True, branch: bool = True) -> list[Merge]:
+    """The merges DeepRebirth would make in `model.features`, input side first: a streamline step for every conv followed
+    by non-tensor layers holding one pooling layer, a branch step for every Inception module."""
+    f, plan, nc, ni = _features(model), [], 0, 0
+    for i, m in enumerate(f):
+        if isinstance(m, nn.Conv2d):
+            if streamline and _chain_stop(f, i) is not None: plan.append(Merge("streamline", nc))
+            nc += 1
+        elif isinstance(m, SlimInception) or inception_parts(m) is not None:
+            if branch and not isinstance(m, SlimInception): plan.append(Merge("branch", ni))
+            ni += 1
+    return plan
+
+def apply_merge(model: nn.Module, merge: Merge, input_shape, grow_kernel: bool = False) -> tuple[nn.Module, list[nn.Module]]:
+    """A copy of `model` with `merge` made, and its new layers (the ones layer-wise fine-tuning trains at a higher rate).
+    `input_shape` is the model's input (streamline sizes the chain with it)."""
+    input_shape = _check_shape(_features(model), input_shape)
+    out = copy.deepcopy(model); f = _features(out); i = _nth(f, merge.kind, merge.n)
+    if merge.kind == "streamline":
+        stop = _chain_stop(f, i)
+        if stop is None: raise ValueError(f"{merge}: the conv at features[{i}] is not followed by a chain with one pooling layer")
+        out.features, j = streamline(f, i, stop, input_shape, grow_kernel)
+        return out, [out.features[j]]
+    if isinstance(f[i], SlimInception): raise ValueError(f"{merge}: that Inception module is already slimmed")
+    f[i] = SlimInception(f[i])
+    return out, f[i].new_layers()
+
+# %% ../nbs/18_deeprebirth.ipynb #342cdc18
+@dataclass
+class RebirthConfig:
+    """How `rebirth` slims and re-trains: which merges (`streamline`, `branch`, `grow_kernel`); `schedule` 'layerwise'
+    (one merge, then `epochs` of fine-tuning, then the next: the paper's), 'at-once' (every merge, then epochs × the
+    number of merges: the same budget) or 'none'; SGD at `lr` with the new layers at `new_lr_mult` × `lr` (the
+    secondary descriptions: 10×), cosine schedule per step, on the first `limit` training images (all when None)."""
+    streamline: bool = True
+    branch: bool = True
+    grow_kernel: bool = False
+    schedule: str = "layerwise"
+    epochs: int = 1
+    lr: float = 0.01
+    new_lr_mult: float = 10.0
+    limit: int | None = None
+    batch_size: int = 64
+    seed: int = 0
+    def __post_init__(self):
+        check_choice("schedule", self.schedule, ("layerwise", "at-once", "none")); check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1); check_int("seed", self.seed, 0)
+        if self.limit is not None: check_int("limit", self.limit, 1)
+        for k in ("lr", "new_lr_mult"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive finite number; got {v!r}")
+        if not (self.streamline or self.branch): raise ValueError("nothing to merge: streamline and branch are both False")
+
+def rebirth(model: nn.Module, data: Dataset, input_shape, cfg: RebirthConfig = RebirthConfig(), device="cpu",
+            progress: bool = False) -> tuple[nn.Module, list[dict]]:
+    """DeepRebirth on a trained `model` (left unchanged): the merges of `merge_plan`, each new layer newly initialised and
+    re-learned as `cfg.schedule` says. Returns the slimmed model (eval mode) and one record per fine-tuning phase
+    ({'merges', 'val_acc'})."""
+    if not isinstance(cfg, RebirthConfig): raise TypeError(f"cfg must be a RebirthConfig; got {type(cfg).__name__}")
+    if not isinstance(data, Dataset): raise TypeError(f"data must be a Dataset (compress_papers.data: get_data, or your own arrays); got {type(data).__name__}")
+    input_shape = _check_shape(_features(model), input_shape)
+    plan = merge_plan(model, cfg.streamline, cfg.branch)
+    if not plan: raise ValueError(f"nothing to merge in {type(model).__name__}: no conv → pooling chain or Inception module in `features`")
+    set_seed(cfg.seed); out, log, pending = copy.deepcopy(model).eval(), [], []
+    ft = lambda m, new, epochs: finetune(m, data, epochs, cfg.lr, cfg.seed, device, cfg.batch_size, limit=cfg.limit,
+                                         validate=False, lr_mult={l: cfg.new_lr_mult for l in new})
+    for k, merge in enumerate(tqdm(plan, desc="merges", disable=not progress)):
+        out, new = apply_merge(out, merge, input_shape, cfg.grow_kernel); pending += new
+        if cfg.schedule == "layerwise" or (cfg.schedule == "at-once" and k == len(plan) - 1):
+            ft(out, pending, cfg.epochs * (1 if cfg.schedule == "layerwise" else len(plan)))
+            log.append({"merges": [str(m) for m in plan[:k + 1]], "val_acc": evaluate(out.eval(), data.val, device)["acc"]}); pending = []
+    return out.eval(), log
+
+def reinit(model: nn.Module) -> nn.Module:
+    "A copy of `model` with every layer re-initialised (torch's defaults): the merged architecture trained from scratch."
+    out = copy.deepcopy(model)
+    for m in out.modules():
+        if hasattr(m, "reset_parameters"): m.reset_parameters()
+        if hasattr(m, "reset_running_stats"): m.reset_running_stats()
     return out

@@ -104,6 +104,13 @@ PAPERS = {p.name: p for p in [
               "full": {"n_samples": 5000, "budgets": [[5, 0.01], [20, 0.01], [20, 0.03]], "stage_steps": 2000,
                        "ft_epochs": 40, "ft_limit": None}}},
           datasets=("mnist5k", "cifar10")),
+    Paper("deeprebirth", "18_deeprebirth.ipynb", "DeepRebirth: merging non-tensor layers (Li et al., AAAI'18)",
+          {"seeds": [0, 1, 2], "lrs": [0.01, 0.03, 0.1], "scratch_lrs": [0.03, 0.1, 0.3], "epochs": 1, "train_limit": 2048,
+           "rounds": 15, "googlenet_size": 224, "compiled": True}, 180,
+          on_data={"imagenet": {   # torchvision's pretrained GoogLeNet slimmed and re-learned on the user's ImageNet folder (GPU)
+              "all": {"model": "tv:googlenet", "googlenet_size": 224},
+              "full": {"seeds": [0], "epochs": 1, "train_limit": 100000, "lrs": [0.001, 0.003], "scratch_lrs": [0.01]}}},
+          datasets=("mnist5k", "imagenet")),
     Paper("deep-kmeans", "19_deep_kmeans.ipynb", "Deep k-Means: re-training for weight sharing (Wu et al., ICML'18)",
           {"models": ["lenet5", "lenet-3x3"], "seeds": [0, 1, 2], "kmeans_seeds": [0, 1], "crs": [4, 8, 16, 24], "lams": [1e-4, 1e-3, 1e-2],
            "hard_lams": [0.1, 1.0], "lrs": [0.1, 0.01, 0.001, 0.0001, 0.00001], "epochs": 1, "refresh": 8, "train_limit": 2048,

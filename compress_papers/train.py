@@ -65,11 +65,20 @@ class TrainConfig:
     def replace(self, **kw) -> "TrainConfig": return dataclasses.replace(self, **kw)
 
 # %% ../nbs/04_train.ipynb #d24d6f89
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    "SGD (momentum) or Adam, with weight decay on weight matrices and kernels only."
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def make_optimizer(model: nn.Module, cfg: TrainConfig, lr_mult: dict | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum) or Adam, with weight decay on weight matrices and kernels only. `lr_mult` ({module: factor})
+    trains the parameters of those modules at `factor` × `cfg.lr` (a schedule scales every group alike)."""
+    scaled = {}
+    for mod, f in (lr_mult or {}).items():
+        if not isinstance(mod, nn.Module) or not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
+            raise TypeError(f"lr_mult maps nn.Module to a positive finite factor; got {type(mod).__name__}: {f!r}")
+        scaled.update({id(p): float(f) for p in mod.parameters()})
+    groups = []
+    for f in sorted({1.0, *scaled.values()}):
+        ps = [p for p in model.parameters() if p.requires_grad and scaled.get(id(p), 1.0) == f]
+        groups += [{"params": [p for p in ps if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": cfg.lr * f},
+                   {"params": [p for p in ps if p.ndim <= 1], "weight_decay": 0.0, "lr": cfg.lr * f}]
+    if lr_mult: groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd": return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.Adam(groups, lr=cfg.lr)
 
@@ -80,7 +89,7 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     if cfg.schedule == "constant": return S.LambdaLR(opt, lambda s: 1.0)
     if cfg.schedule == "cosine": return S.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     if cfg.schedule == "step": return S.LambdaLR(opt, lambda s: 0.1 ** ((s >= total // 2) + (s >= 3 * total // 4)))
-    return S.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total + 1)
+    return S.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total + 1)   # each group's own rate (lr_mult)
 
 # %% ../nbs/04_train.ipynb #d51a21a8
 @torch.no_grad()
@@ -232,11 +241,12 @@ def _train_into(cfg, model, data, device, path, rank, world, progress):
 def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01, seed: int = 0, device="cpu",
              batch_size: int = 64, optimizer: str = "sgd", schedule: str = "cosine", weight_decay: float = 5e-4,
              limit: int | None = None, augment: str | None = "auto", progress: bool = False, on_epoch_end=None,
-             validate: bool = True, loss_fn=F.cross_entropy) -> list[dict]:
+             validate: bool = True, loss_fn=F.cross_entropy, lr_mult: dict | None = None) -> list[dict]:
     """Train `model` (in place) for `epochs` on `data.train` (its first `limit` images if given); returns the history.
     `on_epoch_end(epoch, history)`, if given, runs after each epoch (as in `fit`); `validate=False` skips the
     validation images after each epoch (a caller that re-trains in many short phases and evaluates on its own);
-    `loss_fn(output, target)` replaces the cross-entropy (a regulariser that reads the model adds its term there)."""
+    `loss_fn(output, target)` replaces the cross-entropy (a regulariser that reads the model adds its term there);
+    `lr_mult` ({module: factor}) trains those modules' parameters at `factor` × `lr` (see `make_optimizer`)."""
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
                       weight_decay=weight_decay)
     train = data.train if limit is None else data.train.take(check_int("limit", limit, 1))
@@ -244,7 +254,7 @@ def finetune(model: nn.Module, data: Dataset, epochs: int = 1, lr: float = 0.01,
     augment = DATA_AUGMENT.get(data.name) if augment == "auto" else augment
     rank, world = dist_rank_world()
     loader = Loader(train, batch_size, shuffle=True, seed=seed, device=get_device(device), augment=augment, rank=rank, world=world)
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(model, cfg, lr_mult)
     return fit(model, loader, epochs, opt, make_scheduler(opt, cfg, len(loader)), val=data.val if validate else None, device=device, progress=progress,
                on_epoch_end=on_epoch_end, loss_fn=loss_fn)
 
