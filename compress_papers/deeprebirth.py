@@ -325,10 +325,10 @@ class RebirthConfig:
         if not (self.streamline or self.branch): raise ValueError("nothing to merge: streamline and branch are both False")
 
 def rebirth(model: nn.Module, data: Dataset, input_shape, cfg: RebirthConfig = RebirthConfig(), device="cpu",
-            progress: bool = False) -> tuple[nn.Module, list[dict]]:
+            progress: bool = False, on_step=None) -> tuple[nn.Module, list[dict]]:
     """DeepRebirth on a trained `model` (left unchanged): the merges of `merge_plan`, each new layer newly initialised and
     re-learned as `cfg.schedule` says. Returns the slimmed model (eval mode) and one record per fine-tuning phase
-    ({'merges', 'val_acc'})."""
+    ({'merges', 'val_acc'}); `on_step(k, model)`, if given, sees the model after each phase (k counts from 0)."""
     if not isinstance(cfg, RebirthConfig): raise TypeError(f"cfg must be a RebirthConfig; got {type(cfg).__name__}")
     if not isinstance(data, Dataset): raise TypeError(f"data must be a Dataset (compress_papers.data: get_data, or your own arrays); got {type(data).__name__}")
     input_shape = _check_shape(_features(model), input_shape)
@@ -342,6 +342,7 @@ def rebirth(model: nn.Module, data: Dataset, input_shape, cfg: RebirthConfig = R
         if cfg.schedule == "layerwise" or (cfg.schedule == "at-once" and k == len(plan) - 1):
             ft(out, pending, cfg.epochs * (1 if cfg.schedule == "layerwise" else len(plan)))
             log.append({"merges": [str(m) for m in plan[:k + 1]], "val_acc": evaluate(out.eval(), data.val, device)["acc"]}); pending = []
+            if on_step is not None: on_step(len(log) - 1, out)
     return out.eval(), log
 
 def reinit(model: nn.Module) -> nn.Module:

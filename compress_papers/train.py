@@ -309,6 +309,7 @@ def torchvision_pretrained(name: str, device="cpu") -> nn.Module:
         raise FileNotFoundError(f"the ImageNet weights of {arch} are not in the torch hub cache: expected {str(path)!r}. "
                                 f"Fetch them once: python -c \"import torchvision; torchvision.models.get_model('{arch}', weights='DEFAULT')\"")
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if hasattr(model, "transform_input"): model.transform_input = True   # GoogLeNet, Inception-v3: their weights expect it (torchvision sets it too)
     return model.to(get_device(device)).eval()
 
 def pretrained(name: str, size: str = "full", data: str = "mnist5k", device="cpu", data_root=None, progress: bool = True, **overrides):

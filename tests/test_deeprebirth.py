@@ -122,3 +122,13 @@ def test_bad_input(tiny, digits):
     with pytest.raises(ValueError, match="lr must be a positive finite number"): RebirthConfig(lr=float("inf"))
     with pytest.raises(ValueError, match="limit must be"): RebirthConfig(limit=0)
     with pytest.raises(TypeError, match="slims an Inception module"): SlimInception(nn.Conv2d(1, 1, 1))
+
+
+def test_stopping_after_the_stem_is_the_streamline_run(tiny, digits):
+    "The notebook reads `streamline` off `both` after the stem's steps: the same computation as a streamline-only run."
+    snap = {}
+    n = len(merge_plan(tiny, branch=False))
+    rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=1, lr=0.02), on_step=lambda k, m: snap.update({k: copy.deepcopy(m)}))
+    only, _ = rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=1, lr=0.02, branch=False))
+    assert sorted(snap) == [0, 1, 2, 3]
+    assert all(torch.equal(a, b) for a, b in zip(snap[n - 1].state_dict().values(), only.state_dict().values()))
