@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_deeprebirth.ipynb #d544d9a7
 from __future__ import annotations
-import copy, math
+import copy, math, warnings
 from dataclasses import dataclass
 
 import torch
@@ -14,60 +14,17 @@ from tqdm.auto import tqdm
 
 from .core import check_choice, check_int, set_seed
 from .data import Dataset
-from .models import Inception
+from .measure import check_input_shape
+from .models import Inception, SequentialGoogLeNet
 from .train import evaluate, finetune
 
 # %% auto #0
-__all__ = ['LAYER_TYPES', 'TENSOR_TYPES', 'NON_TENSOR', 'time_by_type', 'non_tensor_share', 'fold_conv_bn', 'fold_conv_avgpool',
-           'streamline', 'inception_parts', 'SlimInception', 'branch_slim', 'TransformInput', 'SequentialGoogLeNet',
-           'fold_bn', 'blob_bytes', 'Merge', 'merge_plan', 'apply_merge', 'RebirthConfig', 'rebirth', 'reinit']
-
-# %% ../nbs/18_deeprebirth.ipynb #d4be265f
-LAYER_TYPES = {nn.Conv2d: "conv", nn.Linear: "linear", nn.MaxPool2d: "pool", nn.AvgPool2d: "pool", nn.AdaptiveAvgPool2d: "pool",
-               nn.BatchNorm2d: "batchnorm", nn.ReLU: "relu", nn.LocalResponseNorm: "lrn"}
-TENSOR_TYPES = ("conv", "linear")                      # layers with tensor-like weights; the rest are the paper's non-tensor layers
-
-def _check_shape(model: nn.Module, input_shape) -> tuple:
-    "`input_shape` as a tuple (N, C, H, W) of positive ints that `model` accepts; else a ValueError saying why."
-    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 4 and all(isinstance(v, int) and v > 0 for v in input_shape)
-    if not ok: raise ValueError(f"input_shape must be (N, C, H, W), four positive ints; got {input_shape!r}")
-    c = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if c is not None and input_shape[1] != c: raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels; the model's first conv takes {c}")
-    return tuple(input_shape)
-
-@torch.no_grad()
-def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
-    """CPU time per layer type (ms per forward pass) over `repeats` passes of `model` on zeros of `input_shape` (after
-    `warmup`), from torch.profiler: each leaf layer of a type in `LAYER_TYPES` is a labelled range, concatenation is
-    aten::cat's own time, and 'other' is the rest of the forward pass (flatten, Python, dispatch)."""
-    check_int("repeats", repeats, 1); check_int("warmup", warmup, 0); input_shape = _check_shape(model, input_shape)
-    from torch.profiler import ProfilerActivity, profile, record_function
-    model = model.eval(); x = torch.zeros(input_shape, device=next(model.parameters()).device)
-    for _ in range(warmup): model(x)
-    open_, hooks = {}, []
-    def pre(m, inp):
-        r = record_function(f"layer::{LAYER_TYPES[type(m)]}"); r.__enter__(); open_[id(m)] = r
-    def post(m, inp, out): open_.pop(id(m)).__exit__(None, None, None)
-    for m in model.modules():
-        if type(m) in LAYER_TYPES: hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(repeats):
-                with record_function("forward"): model(x)
-    finally:
-        for h in hooks: h.remove()
-    ev = {e.key: e for e in prof.key_averages()}
-    out = {k.removeprefix("layer::"): e.cpu_time_total / 1000 / repeats for k, e in ev.items() if k.startswith("layer::")}
-    out["concat"] = ev["aten::cat"].self_cpu_time_total / 1000 / repeats if "aten::cat" in ev else 0.0
-    out["other"] = max(0.0, ev["forward"].cpu_time_total / 1000 / repeats - sum(out.values()))
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-def non_tensor_share(times: dict) -> float:
-    "The share of the forward pass's CPU time outside the tensor layers (conv, linear), 'other' included."
-    total = sum(times.values())
-    return sum(v for k, v in times.items() if k not in TENSOR_TYPES) / total if total else float("nan")
+__all__ = ['NON_TENSOR', 'fold_conv_bn', 'fold_conv_avgpool', 'streamline', 'inception_parts', 'SlimInception', 'branch_slim',
+           'fold_bn', 'Merge', 'merge_plan', 'apply_merge', 'RebirthConfig', 'rebirth', 'reinit']
 
 # %% ../nbs/18_deeprebirth.ipynb #db4cc73a
+def _pair(v): return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
 def _check_eval(*mods):
     for m in mods:
         if m.training: raise ValueError(f"an exact fold needs eval mode (running statistics); {type(m).__name__} is in training mode: call .eval() first")
@@ -85,8 +42,9 @@ def fold_conv_avgpool(conv: nn.Conv2d, pool: nn.AvgPool2d) -> nn.Conv2d:
     """conv (kernel k, stride s, no dilation or groups) → average pooling (kernel p, stride p, no padding) as one conv of
     kernel k + s(p − 1) and stride s·p: the conv's weights averaged over the pool's window (exact)."""
     if not isinstance(conv, nn.Conv2d) or not isinstance(pool, nn.AvgPool2d): raise TypeError("fold_conv_avgpool folds an nn.Conv2d followed by an nn.AvgPool2d")
-    p = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
-    ps = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
+    if len(set(_pair(pool.kernel_size))) != 1 or len(set(_pair(pool.stride))) != 1 or pool.divisor_override is not None:
+        raise ValueError(f"fold_conv_avgpool needs a square pool without divisor_override; got kernel {pool.kernel_size}, stride {pool.stride}")
+    p, ps = _pair(pool.kernel_size)[0], _pair(pool.stride)[0]
     if ps != p or pool.padding not in (0, (0, 0)) or pool.ceil_mode:
         raise ValueError(f"fold_conv_avgpool needs a non-overlapping pool (stride = kernel, no padding, floor mode); got kernel {p}, stride {ps}, padding {pool.padding}")
     if conv.groups != 1 or conv.dilation != (1, 1) or conv.stride[0] != conv.stride[1] or conv.kernel_size[0] != conv.kernel_size[1]:
@@ -104,8 +62,6 @@ def fold_conv_avgpool(conv: nn.Conv2d, pool: nn.AvgPool2d) -> nn.Conv2d:
 # %% ../nbs/18_deeprebirth.ipynb #557de284
 NON_TENSOR = (nn.BatchNorm2d, nn.ReLU, nn.LocalResponseNorm, nn.MaxPool2d, nn.AvgPool2d)
 
-def _pair(v): return v if isinstance(v, tuple) else (v, v)
-
 def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow_kernel: bool = False) -> tuple[nn.Sequential, int]:
     """Streamline slimming (our reading of the paper, from secondary descriptions): the chain `features[start:stop]`,
     conv → non-tensor layers (BN, ReLU, LRN, one max or average pool, in any order after the conv), becomes one newly
@@ -113,23 +69,25 @@ def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow
     False) or grown to k + s(p − 1) to keep the receptive field; the padding is the one that keeps the chain's output size.
     `input_shape` is the model's input (to size the chain). Returns a new Sequential and the index of the new conv."""
     if not isinstance(features, nn.Sequential): raise TypeError("streamline works on an nn.Sequential of layers")
-    input_shape = _check_shape(features, input_shape)
+    input_shape = check_input_shape(features, input_shape)
+    check_int("start", start, 0, len(features) - 1); check_int("stop", stop, start + 1, len(features))
     chain = list(features)[start:stop]
     pools = [m for m in chain[1:] if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
     if not chain or not isinstance(chain[0], nn.Conv2d) or not all(isinstance(m, NON_TENSOR) for m in chain[1:]) or len(pools) != 1:
         raise ValueError("streamline merges conv → (BatchNorm2d, ReLU, LocalResponseNorm, one MaxPool2d/AvgPool2d) chains; "
                          f"got {[type(m).__name__ for m in chain]}")
     conv, pool = chain[0], pools[0]
-    with torch.no_grad():
-        x = features[:start].eval()(torch.zeros(input_shape)) if start else torch.zeros(input_shape)
-        want = features[start:stop].eval()(x).shape[-2:]
-    (k, _), (s, _), p, ps = conv.kernel_size, conv.stride, _pair(pool.kernel_size)[0], _pair(pool.stride)[0]
-    K = k + s * (p - 1) if grow_kernel else k
-    for pad in range(K + 1):                                   # the padding that gives the chain's output size
-        new = nn.Conv2d(conv.in_channels, conv.out_channels, K, s * ps, pad)
-        with torch.no_grad():
-            if new(x).shape[-2:] == want: break
-    else: raise ValueError(f"no padding of a {K}×{K} conv with stride {s * ps} gives the chain's output size {tuple(want)}")
+    if conv.groups != 1 or conv.dilation != (1, 1) or len(set(conv.kernel_size)) != 1 or len(set(conv.stride)) != 1 or len(set(_pair(pool.stride))) != 1:
+        raise ValueError("streamline merges a square, ungrouped, undilated conv and a pool with one stride")
+    dev = conv.weight.device
+    with torch.no_grad():                                      # size the chain on a copy: the caller's modes stay as they are
+        probe = copy.deepcopy(features[:stop]).eval()
+        x = probe[:start](torch.zeros(input_shape, device=dev)); want = tuple(probe[start:](x).shape[-2:])
+    k, s, p, ps = conv.kernel_size[0], conv.stride[0], _pair(pool.kernel_size)[0], _pair(pool.stride)[0]
+    K, S = (k + s * (p - 1) if grow_kernel else k), s * ps
+    pads = [q for q in range(K) if all((n + 2 * q - K) // S + 1 == w for n, w in zip(x.shape[-2:], want))]   # keeps the output size
+    if not pads: raise ValueError(f"no padding of a {K}×{K} conv with stride {S} gives the chain's output size {want}")
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, K, S, pads[0]).to(dev)
     layers = list(features)[:start] + [new, nn.ReLU(inplace=True)] + list(features)[stop:]
     return nn.Sequential(*layers), start
 
@@ -137,16 +95,17 @@ def streamline(features: nn.Sequential, start: int, stop: int, input_shape, grow
 def _conv_bn_relu(c_in: int, c_out: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
-def _first_conv(m: nn.Module) -> nn.Conv2d: return next(c for c in m.modules() if isinstance(c, nn.Conv2d))
+def _first_conv(m: nn.Module) -> nn.Conv2d | None: return next((c for c in m.modules() if isinstance(c, nn.Conv2d)), None)
 
 def inception_parts(m: nn.Module) -> dict | None:
     """The branches of an Inception module, the zoo's (`b1`, `b3`, `b5`, `bp`) or torchvision's (`branch1` to `branch4`):
     {'c1', 'cp': widths of the 1×1 and pooling branches, 'reduce3', 'reduce5': the 1×1 layers in front of the wide convs,
     'conv3', 'conv5': the wide convs}; None for any other module."""
     names = ("b1", "b3", "b5", "bp") if isinstance(m, Inception) else ("branch1", "branch2", "branch3", "branch4")
-    if not all(isinstance(getattr(m, n, None), nn.Module) for n in names) or not hasattr(m, "forward"): return None
+    if not all(isinstance(getattr(m, n, None), nn.Module) for n in names): return None
     b1, b3, b5, bp = (getattr(m, n) for n in names)
     if not all(isinstance(b, nn.Sequential) and len(b) == 2 for b in (b3, b5, bp)): return None
+    if any(_first_conv(b) is None for b in (b1, b3[1], b5[1], bp)): return None
     return {"c1": _first_conv(b1).out_channels, "cp": _first_conv(bp).out_channels, "reduce3": b3[0], "reduce5": b5[0],
             "conv3": _first_conv(b3[1]), "conv5": _first_conv(b5[1])}
 
@@ -163,6 +122,7 @@ class SlimInception(nn.Module):
         self.b3 = nn.Sequential(copy.deepcopy(p["reduce3"]), _conv_bn_relu(c3.in_channels, p["c1"] + c3.out_channels, c3.kernel_size[0]))
         self.b5 = nn.Sequential(copy.deepcopy(p["reduce5"]), _conv_bn_relu(c5.in_channels, c5.out_channels + p["cp"], c5.kernel_size[0]))
         self.out_channels = p["c1"] + c3.out_channels + c5.out_channels + p["cp"]
+        self.to(c3.weight.device)
     def forward(self, x): return torch.cat([self.b3(x), self.b5(x)], 1)
     def new_layers(self) -> list[nn.Module]: return [self.b3[1], self.b5[1]]
     def extra_repr(self) -> str: return f"out_channels={self.out_channels}, widened={self.b3[1][0].out_channels}+{self.b5[1][0].out_channels}"
@@ -176,31 +136,6 @@ def branch_slim(model: nn.Module) -> nn.Module:
             setattr(out.get_submodule(parent) if parent else out, leaf, SlimInception(m))
     return out
 
-# %% ../nbs/18_deeprebirth.ipynb #63e48c39
-class TransformInput(nn.Module):
-    "torchvision's GoogLeNet `transform_input` (its pretrained weights use it): ImageNet-normalised input to the scale of the original network, (x·std + mean − 0.5)/0.5 per channel."
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("scale", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) / 0.5)
-        self.register_buffer("shift", (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) - 0.5) / 0.5)
-    def forward(self, x): return x * self.scale + self.shift
-
-class SequentialGoogLeNet(nn.Module):
-    """torchvision's GoogLeNet (without its auxiliary heads) as `features` (one nn.Sequential: each BasicConv2d unrolled
-    into conv, BatchNorm, ReLU; the Inception modules and pools in order) and `classifier`: the layout the merges work on.
-    The weights are the given model's (shared, not copied); outputs are identical in eval mode (its `transform_input`,
-    when set, is the first layer)."""
-    def __init__(self, g: nn.Module):
-        super().__init__()
-        if not all(hasattr(g, n) for n in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "fc")):
-            raise TypeError(f"SequentialGoogLeNet takes torchvision's GoogLeNet; got {type(g).__name__}")
-        unroll = lambda b: [b.conv, b.bn, nn.ReLU(inplace=True)]
-        self.features = nn.Sequential(*([TransformInput()] if getattr(g, "transform_input", False) else []), *unroll(g.conv1), g.maxpool1, *unroll(g.conv2), *unroll(g.conv3), g.maxpool2,
-                                      g.inception3a, g.inception3b, g.maxpool3, g.inception4a, g.inception4b, g.inception4c,
-                                      g.inception4d, g.inception4e, g.maxpool4, g.inception5a, g.inception5b)
-        self.classifier = nn.Sequential(g.avgpool, nn.Flatten(), g.dropout, g.fc)
-    def forward(self, x): return self.classifier(self.features(x))
-
 # %% ../nbs/18_deeprebirth.ipynb #12a5c399
 def fold_bn(model: nn.Module) -> nn.Module:
     """A copy of `model` with every conv → BatchNorm pair folded into one conv (section 2's exact fold), where the pair is
@@ -209,36 +144,17 @@ def fold_bn(model: nn.Module) -> nn.Module:
     (unlike torch.fx's `fuse`), so `blob_bytes` still sees every module. Needs eval mode."""
     _check_eval(*[m for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
     out = copy.deepcopy(model)
+    from torchvision.models.googlenet import BasicConv2d
     for seq in [m for m in out.modules() if isinstance(m, nn.Sequential)]:
-        layers, kept, k = list(seq), [], 0
-        while k < len(layers):
-            pair = k + 1 < len(layers) and isinstance(layers[k], nn.Conv2d) and isinstance(layers[k + 1], nn.BatchNorm2d)
-            kept.append(fold_conv_bn(layers[k], layers[k + 1]) if pair else layers[k]); k += 2 if pair else 1
-        for name in list(seq._modules): del seq._modules[name]
-        for j, l in enumerate(kept): seq.add_module(str(j), l)
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            if isinstance(seq._modules.get(a), nn.Conv2d) and isinstance(seq._modules.get(b), nn.BatchNorm2d):
+                seq._modules[a] = fold_conv_bn(seq._modules[a], seq._modules[b]); del seq._modules[b]   # the conv keeps its name
     for m in out.modules():
-        if type(m).__name__ == "BasicConv2d" and isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
-            m.conv, m.bn = fold_conv_bn(m.conv, m.bn), nn.Identity()
+        if isinstance(m, BasicConv2d) and isinstance(m.bn, nn.BatchNorm2d): m.conv, m.bn = fold_conv_bn(m.conv, m.bn), nn.Identity()
+    left = sum(isinstance(m, nn.BatchNorm2d) for m in out.modules())
+    if left: warnings.warn(f"fold_bn left {left} BatchNorm2d unfolded: only Sequential neighbours and torchvision's BasicConv2d are folded")
     return out
-
-# %% ../nbs/18_deeprebirth.ipynb #1fa58345
-@torch.no_grad()
-def blob_bytes(model: nn.Module, input_shape) -> int:
-    """Run-time memory as Caffe counts it: the bytes of the parameters and buffers plus every distinct output tensor of
-    every module in one forward pass on zeros of `input_shape` (each kept alive, as Caffe keeps its blobs; an in-place
-    output is its input's tensor and counts once), the input included."""
-    input_shape = _check_shape(model, input_shape)
-    x = torch.zeros(input_shape, device=next(model.parameters()).device); kept = {x.data_ptr(): x}
-    def keep(m, i, o):
-        for t in (o if isinstance(o, (tuple, list)) else [o]):
-            if isinstance(t, torch.Tensor): kept.setdefault(t.data_ptr(), t)
-    was = model.training; model.eval(); hooks = [m.register_forward_hook(keep) for m in model.modules()]
-    try: model(x)
-    finally:
-        for h in hooks: h.remove()
-        model.train(was)
-    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    return int(weights + sum(t.numel() * t.element_size() for t in kept.values()))
 
 # %% ../nbs/18_deeprebirth.ipynb #6a5ccf79
 @dataclass(frozen=True)
@@ -284,22 +200,27 @@ def merge_plan(model: nn.Module, streamline: bool = True, branch: bool = True) -
             ni += 1
     return plan
 
-def apply_merge(model: nn.Module, merge: Merge, input_shape, grow_kernel: bool = False) -> tuple[nn.Module, list[nn.Module]]:
-    """A copy of `model` with `merge` made, and its new layers (the ones layer-wise fine-tuning trains at a higher rate).
-    `input_shape` is the model's input (streamline sizes the chain with it)."""
-    input_shape = _check_shape(_features(model), input_shape)
-    out = copy.deepcopy(model); f = _features(out); i = _nth(f, merge.kind, merge.n)
+def _merge_in_place(out: nn.Module, merge: Merge, input_shape, grow_kernel: bool) -> list[nn.Module]:
+    if not isinstance(merge, Merge): raise TypeError(f"merge must be a Merge (see merge_plan); got {type(merge).__name__}")
+    input_shape = check_input_shape(_features(out), input_shape)
+    f = _features(out); i = _nth(f, merge.kind, merge.n)
     if merge.kind == "streamline":
         stop = _chain_stop(f, i)
         if stop is None: raise ValueError(f"{merge}: the conv at features[{i}] is not followed by a chain with one pooling layer")
         out.features, j = streamline(f, i, stop, input_shape, grow_kernel)
-        return out, [out.features[j]]
+        return [out.features[j]]
     if isinstance(f[i], SlimInception): raise ValueError(f"{merge}: that Inception module is already slimmed")
     f[i] = SlimInception(f[i])
-    return out, f[i].new_layers()
+    return f[i].new_layers()
+
+def apply_merge(model: nn.Module, merge: Merge, input_shape, grow_kernel: bool = False) -> tuple[nn.Module, list[nn.Module]]:
+    """A copy of `model` with `merge` made, and its new layers (the ones layer-wise fine-tuning trains at a higher rate).
+    `input_shape` is the model's input (streamline sizes the chain with it)."""
+    out = copy.deepcopy(model)
+    return out, _merge_in_place(out, merge, input_shape, grow_kernel)
 
 # %% ../nbs/18_deeprebirth.ipynb #342cdc18
-@dataclass
+@dataclass(frozen=True)
 class RebirthConfig:
     """How `rebirth` slims and re-trains: which merges (`streamline`, `branch`, `grow_kernel`); `schedule` 'layerwise'
     (one merge, then `epochs` of fine-tuning, then the next: the paper's), 'at-once' (every merge, then epochs × the
@@ -318,27 +239,31 @@ class RebirthConfig:
     def __post_init__(self):
         check_choice("schedule", self.schedule, ("layerwise", "at-once", "none")); check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 1); check_int("seed", self.seed, 0)
+        for k in ("streamline", "branch", "grow_kernel"):
+            if not isinstance(getattr(self, k), bool): raise TypeError(f"{k} must be True or False; got {getattr(self, k)!r}")
         if self.limit is not None: check_int("limit", self.limit, 1)
         for k in ("lr", "new_lr_mult"):
             v = getattr(self, k)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive finite number; got {v!r}")
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive finite number; got {v!r}")
         if not (self.streamline or self.branch): raise ValueError("nothing to merge: streamline and branch are both False")
 
-def rebirth(model: nn.Module, data: Dataset, input_shape, cfg: RebirthConfig = RebirthConfig(), device="cpu",
+def rebirth(model: nn.Module, data: Dataset, input_shape, cfg: RebirthConfig | None = None, device="cpu",
             progress: bool = False, on_step=None) -> tuple[nn.Module, list[dict]]:
     """DeepRebirth on a trained `model` (left unchanged): the merges of `merge_plan`, each new layer newly initialised and
     re-learned as `cfg.schedule` says. Returns the slimmed model (eval mode) and one record per fine-tuning phase
-    ({'merges', 'val_acc'}); `on_step(k, model)`, if given, sees the model after each phase (k counts from 0)."""
+    ({'merges', 'val_acc'}). `cfg` None is `RebirthConfig()`. `on_step(k, model)`, if given, is called after each
+    fine-tuning phase (k counts from 0; never for schedule 'none') with the live model in eval mode: copy it to keep it."""
+    cfg = RebirthConfig() if cfg is None else cfg
     if not isinstance(cfg, RebirthConfig): raise TypeError(f"cfg must be a RebirthConfig; got {type(cfg).__name__}")
     if not isinstance(data, Dataset): raise TypeError(f"data must be a Dataset (compress_papers.data: get_data, or your own arrays); got {type(data).__name__}")
-    input_shape = _check_shape(_features(model), input_shape)
+    input_shape = check_input_shape(_features(model), input_shape)
     plan = merge_plan(model, cfg.streamline, cfg.branch)
     if not plan: raise ValueError(f"nothing to merge in {type(model).__name__}: no conv → pooling chain or Inception module in `features`")
     set_seed(cfg.seed); out, log, pending = copy.deepcopy(model).eval(), [], []
     ft = lambda m, new, epochs: finetune(m, data, epochs, cfg.lr, cfg.seed, device, cfg.batch_size, limit=cfg.limit,
                                          validate=False, lr_mult={l: cfg.new_lr_mult for l in new})
     for k, merge in enumerate(tqdm(plan, desc="merges", disable=not progress)):
-        out, new = apply_merge(out, merge, input_shape, cfg.grow_kernel); pending += new
+        pending += _merge_in_place(out, merge, input_shape, cfg.grow_kernel)   # in place: `pending` stays in the model
         if cfg.schedule == "layerwise" or (cfg.schedule == "at-once" and k == len(plan) - 1):
             ft(out, pending, cfg.epochs * (1 if cfg.schedule == "layerwise" else len(plan)))
             log.append({"merges": [str(m) for m in plan[:k + 1]], "val_acc": evaluate(out.eval(), data.val, device)["acc"]}); pending = []

@@ -13,8 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import check_int, default_threads, get_device
 
 # %% auto #0
-__all__ = ['count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes', 'unpack_codes', 'latency_ms',
-           'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes', 'model_stats', 'latency_stats']
+__all__ = ['LAYER_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
+           'unpack_codes', 'latency_ms', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes', 'model_stats',
+           'latency_stats', 'check_input_shape', 'time_by_type', 'non_tensor_share', 'blob_bytes']
 
 # %% ../nbs/05_measure.ipynb #8d9e1fd7
 def count_params(model: nn.Module, nonzero: bool = False) -> int:
@@ -169,3 +170,75 @@ def model_stats(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict:
 def latency_stats(model: nn.Module, input_shape=(1, 1, 28, 28), batches=(1, 64), repeats: int = 20, device="cpu") -> dict:
     "Median latency (ms) at each batch size in `batches`."
     return {f"latency_ms_b{b}": latency_ms(model, (b, *input_shape[1:]), repeats=repeats, device=device) for b in batches}
+
+# %% ../nbs/05_measure.ipynb #c973314c
+LAYER_TYPES = {nn.Conv2d: "conv", nn.Linear: "linear", nn.MaxPool2d: "pool", nn.AvgPool2d: "pool", nn.AdaptiveAvgPool2d: "pool",
+               nn.BatchNorm2d: "batchnorm", nn.ReLU: "relu", nn.LocalResponseNorm: "lrn"}
+TENSOR_TYPES = ("conv", "linear")                      # layers with tensor-like weights; the rest are the paper's non-tensor layers
+
+def check_input_shape(model: nn.Module, input_shape) -> tuple:
+    "`input_shape` as a tuple (N, C, H, W) of positive ints that `model` accepts; else a ValueError saying why."
+    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 4 and all(isinstance(v, int) and v > 0 for v in input_shape)
+    if not ok: raise ValueError(f"input_shape must be (N, C, H, W), four positive ints; got {input_shape!r}")
+    c = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if c is not None and input_shape[1] != c: raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels; the model's first conv takes {c}")
+    return tuple(input_shape)
+
+@torch.no_grad()
+def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
+    """CPU time per layer type (ms per forward pass) over `repeats` passes of `model` on zeros of `input_shape` (after
+    `warmup`), from torch.profiler: each leaf layer of a type in `LAYER_TYPES` is a labelled range, concatenation is
+    aten::cat's own time, and 'other' is the rest of the forward pass (flatten, Python, dispatch)."""
+    check_int("repeats", repeats, 1); check_int("warmup", warmup, 0); input_shape = check_input_shape(model, input_shape)
+    from torch.profiler import ProfilerActivity, profile, record_function
+    if any(p.is_cuda for p in model.parameters()): raise ValueError("time_by_type profiles CPU time: move the model to the CPU first")
+    modes = {m: m.training for m in model.modules()}; model.eval(); x = torch.zeros(input_shape)
+    for _ in range(warmup): model(x)
+    open_, hooks = {}, []
+    def pre(m, inp):
+        r = record_function(f"layer::{LAYER_TYPES[type(m)]}"); r.__enter__(); open_[id(m)] = r
+    def post(m, inp, out): open_.pop(id(m)).__exit__(None, None, None)
+    for m in model.modules():
+        if type(m) in LAYER_TYPES: hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                with record_function("forward"): model(x)
+    finally:
+        for h in hooks: h.remove()
+        for m, t in modes.items(): m.train(t)
+    ev = {e.key: e for e in prof.key_averages()}
+    out = {k.removeprefix("layer::"): e.cpu_time_total / 1000 / repeats for k, e in ev.items() if k.startswith("layer::")}
+    out["concat"] = ev["aten::cat"].self_cpu_time_total / 1000 / repeats if "aten::cat" in ev else 0.0
+    out["other"] = max(0.0, ev["forward"].cpu_time_total / 1000 / repeats - sum(out.values()))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+def non_tensor_share(times: dict) -> float:
+    """The share of the layers' CPU time spent in non-tensor layers (everything typed but conv and linear); 'other'
+    (flatten, Python, dispatch) belongs to no layer and is left out of both sides."""
+    layers = {k: v for k, v in times.items() if k != "other"}
+    total = sum(layers.values())
+    return sum(v for k, v in layers.items() if k not in TENSOR_TYPES) / total if total else float("nan")
+
+
+# %% ../nbs/05_measure.ipynb #8d384332
+@torch.no_grad()
+def blob_bytes(model: nn.Module, input_shape, weights: bool = True) -> int:
+    """Run-time memory as Caffe counts it: the bytes of the parameters and buffers plus every distinct output tensor of
+    every module in one forward pass on zeros of `input_shape` (each kept alive, as Caffe keeps its blobs; an in-place
+    output is its input's tensor and counts once), the input included; `weights=False` counts the outputs only."""
+    input_shape = check_input_shape(model, input_shape)
+    dev = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+    x = torch.zeros(input_shape, device=dev); kept = {}
+    def keep(*ts):                                             # by storage: a view or an in-place output counts once
+        for t in ts:
+            if isinstance(t, torch.Tensor): kept.setdefault(t.untyped_storage().data_ptr(), t)
+    keep(x)
+    modes = {m: m.training for m in model.modules()}; model.eval()
+    hooks = [m.register_forward_hook(lambda m, i, o: keep(*(o if isinstance(o, (tuple, list)) else [o]))) for m in model.modules()]
+    try: model(x)
+    finally:
+        for h in hooks: h.remove()
+        for m, t in modes.items(): m.train(t)
+    w = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) if weights else 0
+    return int(w + sum(t.untyped_storage().nbytes() for t in kept.values()))

@@ -12,7 +12,7 @@ from .core import check_choice, check_int
 
 # %% auto #0
 __all__ = ['VGG_SMALL', 'VGG16', 'MODELS', 'LeNet5', 'LeNet3x3', 'VGG', 'BasicBlock', 'ResNet', 'Inception', 'SmallInception',
-           'get_model', 'model_for']
+           'get_model', 'model_for', 'TransformInput', 'SequentialGoogLeNet']
 
 # %% ../nbs/03_models.ipynb #04710672
 def _out_shape(features: nn.Module, in_channels: int, input_size: int, name: str) -> torch.Size:
@@ -159,3 +159,29 @@ def get_model(name: str, in_channels: int = 1, num_classes: int = 10, input_size
 def model_for(name: str, data, width: float = 1.0) -> nn.Module:
     "Build model `name` shaped for a `Dataset` (its channels, input size and classes)."
     return get_model(name, data.in_channels, data.num_classes, data.input_size, width)
+
+# %% ../nbs/03_models.ipynb #9d4c18b9
+class TransformInput(nn.Module):
+    "torchvision's GoogLeNet `transform_input` (its pretrained weights use it): ImageNet-normalised input to the scale of the original network, (x·std + mean − 0.5)/0.5 per channel."
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) / 0.5)
+        self.register_buffer("shift", (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) - 0.5) / 0.5)
+    def forward(self, x): return x * self.scale + self.shift
+    def extra_repr(self) -> str: return "ImageNet mean/std → (x − 0.5)/0.5"
+
+class SequentialGoogLeNet(nn.Module):
+    """torchvision's GoogLeNet (without its auxiliary heads) as `features` (one nn.Sequential: each BasicConv2d unrolled
+    into conv, BatchNorm, ReLU; the Inception modules and pools in order) and `classifier`: the layout the merges work on.
+    The weights are the given model's (shared, not copied); outputs are identical in eval mode (its `transform_input`,
+    when set, is the first layer)."""
+    def __init__(self, g: nn.Module):
+        super().__init__()
+        if not all(hasattr(g, n) for n in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "fc")):
+            raise TypeError(f"SequentialGoogLeNet takes torchvision's GoogLeNet; got {type(g).__name__}")
+        unroll = lambda b: [b.conv, b.bn, nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*([TransformInput()] if getattr(g, "transform_input", False) else []), *unroll(g.conv1), g.maxpool1, *unroll(g.conv2), *unroll(g.conv3), g.maxpool2,
+                                      g.inception3a, g.inception3b, g.maxpool3, g.inception4a, g.inception4b, g.inception4c,
+                                      g.inception4d, g.inception4e, g.maxpool4, g.inception5a, g.inception5b)
+        self.classifier = nn.Sequential(g.avgpool, nn.Flatten(), g.dropout, g.fc)
+    def forward(self, x): return self.classifier(self.features(x))

@@ -68,10 +68,13 @@ class TrainConfig:
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr_mult: dict | None = None) -> torch.optim.Optimizer:
     """SGD (momentum) or Adam, with weight decay on weight matrices and kernels only. `lr_mult` ({module: factor})
     trains the parameters of those modules at `factor` × `cfg.lr` (a schedule scales every group alike)."""
-    scaled = {}
+    scaled, mine = {}, {id(p) for p in model.parameters()}
     for mod, f in (lr_mult or {}).items():
-        if not isinstance(mod, nn.Module) or not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
-            raise TypeError(f"lr_mult maps nn.Module to a positive finite factor; got {type(mod).__name__}: {f!r}")
+        if not isinstance(mod, nn.Module): raise TypeError(f"lr_mult maps nn.Module to a factor; got a key of type {type(mod).__name__}")
+        if isinstance(f, bool) or not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
+            raise ValueError(f"lr_mult's factors must be positive finite numbers; got {f!r} for {type(mod).__name__}")
+        if any(id(p) not in mine for p in mod.parameters()):
+            raise ValueError(f"lr_mult names a {type(mod).__name__} whose parameters are not in the model (a copy?)")
         scaled.update({id(p): float(f) for p in mod.parameters()})
     groups = []
     for f in sorted({1.0, *scaled.values()}):

@@ -7,9 +7,10 @@ from torch import nn
 
 from compress_papers.core import set_seed
 from compress_papers.data import get_data
-from compress_papers.deeprebirth import (Merge, RebirthConfig, SequentialGoogLeNet, SlimInception, apply_merge, blob_bytes,
-                                         fold_bn, fold_conv_avgpool, fold_conv_bn, merge_plan, rebirth, reinit, streamline)
-from compress_papers.models import get_model
+from compress_papers.deeprebirth import (Merge, RebirthConfig, SlimInception, apply_merge, fold_bn, fold_conv_avgpool, fold_conv_bn,
+                                         merge_plan, rebirth, reinit, streamline)
+from compress_papers.measure import blob_bytes
+from compress_papers.models import SequentialGoogLeNet, get_model
 from compress_papers.train import evaluate, finetune
 
 SHAPE = (1, 1, 8, 8)
@@ -30,7 +31,9 @@ def tiny(digits):
 
 
 def test_layerwise_finetuning_recovers_accuracy(tiny, digits):
-    "The key ingredient: the merged layers re-learned step by step. Skip the fine-tuning and this fails (no-FT is ~10%)."
+    """Re-learning the merged layers step by step recovers the accuracy the merges destroy: skip the fine-tuning and this
+    fails (not re-learned, the net is near 10%). That layer-wise beats merging at once is not tested: the notebook's
+    numbers say it does not."""
     acc0 = evaluate(tiny, digits.test)["acc"]
     slim, log = rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=2, lr=0.02))
     acc = evaluate(slim, digits.test)["acc"]
@@ -41,17 +44,19 @@ def test_layerwise_finetuning_recovers_accuracy(tiny, digits):
 
 
 def test_new_layers_train_at_ten_times_the_rate(tiny, digits, monkeypatch):
-    "Each fine-tuning phase gets the step's new layers (and only those) at new_lr_mult × lr."
+    """The schedule, structurally: one phase per merge (the key ingredient), each with the new layers of the model being
+    trained (and only those) at new_lr_mult × lr; at once, one phase with every merge's new layers."""
     import compress_papers.deeprebirth as dr
     seen = []
     def spy(model, data, epochs, lr, seed, device, batch_size, limit=None, validate=True, lr_mult=None, **kw):
-        seen.append((epochs, lr, sorted({f for f in lr_mult.values()}), sum(p.numel() for m in lr_mult for p in m.parameters())))
+        ids = {id(p) for p in model.parameters()}
+        assert all(id(p) in ids for m in lr_mult for p in m.parameters())   # new layers of this very model
+        seen.append((epochs, lr, sorted(set(lr_mult.values())), len(lr_mult)))
     monkeypatch.setattr(dr, "finetune", spy)
     rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=3, lr=0.01))
-    assert [s[:3] for s in seen] == [(3, 0.01, [10.0])] * 4
-    assert all(0 < s[3] < sum(p.numel() for p in tiny.parameters()) for s in seen)
+    assert seen == [(3, 0.01, [10.0], 1), (3, 0.01, [10.0], 1), (3, 0.01, [10.0], 2), (3, 0.01, [10.0], 2)]
     seen.clear(); rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=3, lr=0.01, schedule="at-once"))
-    assert [s[:3] for s in seen] == [(12, 0.01, [10.0])]                 # the same budget, once
+    assert seen == [(12, 0.01, [10.0], 6)]                               # the same budget, once, every new layer at 10×
 
 
 def test_merges_keep_shapes_and_the_rest(tiny):
@@ -104,11 +109,14 @@ def test_googlenet_merge_plan_and_shapes():
     for mg in plan: m, _ = apply_merge(m, mg, shape)
     x = torch.randn(shape)
     with torch.no_grad(): assert m.eval()(x).shape == g(x).shape == (1, 1000)
+    m.train(); m(torch.randn(2, 3, 64, 64)).sum().backward()             # the slimmed net trains
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
 
 
 def test_reinit_changes_every_layer(tiny):
     r = reinit(tiny)
-    assert all(not torch.equal(a, b) for (n, a), b in zip(r.named_parameters(), tiny.parameters()) if a.ndim > 1)
+    pairs = [(a, b) for a, b in zip(r.parameters(), tiny.parameters()) if a.ndim > 1]
+    assert len(pairs) == sum(p.ndim > 1 for p in tiny.parameters()) and all(not torch.equal(a, b) for a, b in pairs)
 
 
 def test_bad_input(tiny, digits):
@@ -122,6 +130,11 @@ def test_bad_input(tiny, digits):
     with pytest.raises(ValueError, match="lr must be a positive finite number"): RebirthConfig(lr=float("inf"))
     with pytest.raises(ValueError, match="limit must be"): RebirthConfig(limit=0)
     with pytest.raises(TypeError, match="slims an Inception module"): SlimInception(nn.Conv2d(1, 1, 1))
+    with pytest.raises(TypeError, match="merge must be a Merge"): apply_merge(tiny, "streamline 0", SHAPE)
+    with pytest.raises(ValueError, match="stop must be"): streamline(tiny.features, 0, 99, SHAPE)
+    with pytest.raises(ValueError, match="square pool"): fold_conv_avgpool(nn.Conv2d(1, 4, 3), nn.AvgPool2d((2, 3)))
+    with pytest.raises(TypeError, match="streamline must be True or False"): RebirthConfig(streamline=1)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"): RebirthConfig(lr=True)
 
 
 def test_stopping_after_the_stem_is_the_streamline_run(tiny, digits):
@@ -131,4 +144,5 @@ def test_stopping_after_the_stem_is_the_streamline_run(tiny, digits):
     rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=1, lr=0.02), on_step=lambda k, m: snap.update({k: copy.deepcopy(m)}))
     only, _ = rebirth(tiny, digits, SHAPE, RebirthConfig(epochs=1, lr=0.02, branch=False))
     assert sorted(snap) == [0, 1, 2, 3]
-    assert all(torch.equal(a, b) for a, b in zip(snap[n - 1].state_dict().values(), only.state_dict().values()))
+    a, b = snap[n - 1].state_dict(), only.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
