@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .core import check_int, default_threads, get_device
 
 # %% auto #0
-__all__ = ['LAYER_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
+__all__ = ['LAYER_TYPES', 'OP_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
            'unpack_codes', 'latency_ms', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes', 'model_stats',
            'latency_stats', 'check_input_shape', 'time_by_type', 'non_tensor_share', 'blob_bytes']
 
@@ -173,7 +173,8 @@ def latency_stats(model: nn.Module, input_shape=(1, 1, 28, 28), batches=(1, 64),
 
 # %% ../nbs/05_measure.ipynb #c973314c
 LAYER_TYPES = {nn.Conv2d: "conv", nn.Linear: "linear", nn.MaxPool2d: "pool", nn.AvgPool2d: "pool", nn.AdaptiveAvgPool2d: "pool",
-               nn.BatchNorm2d: "batchnorm", nn.ReLU: "relu", nn.LocalResponseNorm: "lrn"}
+               nn.BatchNorm2d: "batchnorm", nn.LocalResponseNorm: "lrn"}
+OP_TYPES = {"relu": ("aten::relu", "aten::relu_"), "concat": ("aten::cat",)}   # counted by op: F.relu is no module
 TENSOR_TYPES = ("conv", "linear")                      # layers with tensor-like weights; the rest are the paper's non-tensor layers
 
 def check_input_shape(model: nn.Module, input_shape) -> tuple:
@@ -188,7 +189,8 @@ def check_input_shape(model: nn.Module, input_shape) -> tuple:
 def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
     """CPU time per layer type (ms per forward pass) over `repeats` passes of `model` on zeros of `input_shape` (after
     `warmup`), from torch.profiler: each leaf layer of a type in `LAYER_TYPES` is a labelled range, concatenation is
-    aten::cat's own time, and 'other' is the rest of the forward pass (flatten, Python, dispatch)."""
+    aten::cat's, ReLU is aten::relu's (modules and `F.relu` alike), and 'other' is the rest of the forward pass (flatten,
+    Python, dispatch)."""
     check_int("repeats", repeats, 1); check_int("warmup", warmup, 0); input_shape = check_input_shape(model, input_shape)
     from torch.profiler import ProfilerActivity, profile, record_function
     if any(p.is_cuda for p in model.parameters()): raise ValueError("time_by_type profiles CPU time: move the model to the CPU first")
@@ -209,7 +211,7 @@ def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20
         for m, t in modes.items(): m.train(t)
     ev = {e.key: e for e in prof.key_averages()}
     out = {k.removeprefix("layer::"): e.cpu_time_total / 1000 / repeats for k, e in ev.items() if k.startswith("layer::")}
-    out["concat"] = ev["aten::cat"].self_cpu_time_total / 1000 / repeats if "aten::cat" in ev else 0.0
+    for k, ops in OP_TYPES.items(): out[k] = sum(ev[o].cpu_time_total for o in ops if o in ev) / 1000 / repeats
     out["other"] = max(0.0, ev["forward"].cpu_time_total / 1000 / repeats - sum(out.values()))
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 

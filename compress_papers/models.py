@@ -4,6 +4,8 @@
 
 # %% ../nbs/03_models.ipynb #c4ff0927
 from __future__ import annotations
+import copy
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -174,13 +176,21 @@ class SequentialGoogLeNet(nn.Module):
     """torchvision's GoogLeNet (without its auxiliary heads) as `features` (one nn.Sequential: each BasicConv2d unrolled
     into conv, BatchNorm, ReLU; the Inception modules and pools in order) and `classifier`: the layout the merges work on.
     The weights are the given model's (shared, not copied); outputs are identical in eval mode (its `transform_input`,
-    when set, is the first layer)."""
-    def __init__(self, g: nn.Module):
+    when set, is the first layer). `bvlc=True` gives the original network's layout instead, to time it: a copy without
+    BatchNorm and with LRN after the first pool and after conv3, as in Caffe's BVLC GoogLeNet (the paper's)."""
+    def __init__(self, g: nn.Module, bvlc: bool = False):
         super().__init__()
         if not all(hasattr(g, n) for n in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "fc")):
             raise TypeError(f"SequentialGoogLeNet takes torchvision's GoogLeNet; got {type(g).__name__}")
-        unroll = lambda b: [b.conv, b.bn, nn.ReLU(inplace=True)]
-        self.features = nn.Sequential(*([TransformInput()] if getattr(g, "transform_input", False) else []), *unroll(g.conv1), g.maxpool1, *unroll(g.conv2), *unroll(g.conv3), g.maxpool2,
+        if not isinstance(bvlc, bool): raise TypeError(f"bvlc must be True or False; got {bvlc!r}")
+        if bvlc:                                               # the original (Caffe) layout: no BatchNorm, LRN in the stem
+            g = copy.deepcopy(g)
+            for m in g.modules():
+                if hasattr(m, "bn") and isinstance(m.bn, nn.BatchNorm2d): m.bn = nn.Identity()
+        lrn = lambda: [nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)] if bvlc else []
+        unroll = lambda b: [b.conv, *([] if bvlc else [b.bn]), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*([TransformInput()] if getattr(g, "transform_input", False) else []), *unroll(g.conv1), g.maxpool1, *lrn(),
+                                      *unroll(g.conv2), *unroll(g.conv3), *lrn(), g.maxpool2,
                                       g.inception3a, g.inception3b, g.maxpool3, g.inception4a, g.inception4b, g.inception4c,
                                       g.inception4d, g.inception4e, g.maxpool4, g.inception5a, g.inception5b)
         self.classifier = nn.Sequential(g.avgpool, nn.Flatten(), g.dropout, g.fc)
