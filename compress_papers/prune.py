@@ -6,19 +6,21 @@
 from __future__ import annotations
 import copy, math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .core import check_int, check_ratio
+from .core import atomic_torch_save, check_int, check_ratio
 from .models import BasicBlock
 from .quant import quantizable_layers
 
 # %% auto #0
 __all__ = ['prunable_layers', 'set_mask', 'magnitude_prune', 'make_permanent', 'nonzero_fraction', 'channel_pairs', 'slim',
-           'l1_keep', 'remove_channels', 'conv_patches', 'LeastSquares', 'refit_lstsq', 'channel_contributions',
-           'thinet_select', 'lasso_cd', 'cp_select']
+           'l1_keep', 'remove_channels', 'dependency_graph', 'removable_inputs', 'save_slim', 'load_slim',
+           'conv_patches', 'LeastSquares', 'refit_lstsq', 'channel_contributions', 'thinet_select', 'lasso_cd',
+           'cp_select']
 
 # %% ../nbs/08_prune.ipynb #48013475
 def prunable_layers(model: nn.Module) -> list[str]:
@@ -96,16 +98,23 @@ def _take(mod: nn.Module, attr: str, idx: torch.Tensor, dim: int = 0):
     if isinstance(t, nn.Parameter): setattr(mod, attr, nn.Parameter(v, requires_grad=t.requires_grad))
     else: setattr(mod, attr, v)
 
-@torch.no_grad()
-def slim(model: nn.Module, keep: dict) -> nn.Module:
-    "A smaller copy of `model` keeping input channels `keep[consumer]` (sorted indices) of each named consumer."
-    pairs = channel_pairs(model)
+def slim(model: nn.Module, keep: dict, example=None) -> nn.Module:
+    """A smaller copy of `model` keeping input channels `keep[consumer]` (indices) of each named consumer (see
+    `removable_inputs`); `example` (a batch, or one input's shape) is needed for models that are not plain chains."""
+    pairs = removable_inputs(model, example)
     for n, k in keep.items():
         if n not in pairs: raise ValueError(f"layer {n!r} has no removable input channels; allowed: {', '.join(pairs)}")
-        c = model.get_submodule(pairs[n][0]).weight.shape[0]
+        c = model.get_submodule(pairs[n]).weight.shape[0]
         k = torch.as_tensor(k, dtype=torch.long)
         if k.ndim != 1 or len(k) == 0 or len(set(k.tolist())) != len(k) or k.min() < 0 or k.max() >= c:
             raise ValueError(f"keep[{n!r}] must be 1 to {c} distinct channel indices in 0..{c - 1}; got {k.tolist()}")
+    if _is_chain(model) and not _grouped(model): return _slim_chain(model, keep)
+    return _slim_graph(model, keep, example)
+
+@torch.no_grad()
+def _slim_chain(model: nn.Module, keep: dict) -> nn.Module:
+    "The package's own surgery for conv/BN/linear chains and residual blocks (`keep` validated by `slim`)."
+    pairs = channel_pairs(model)
     out = copy.deepcopy(model)
     for n, k in keep.items():
         k = torch.sort(torch.as_tensor(k, dtype=torch.long)).values
@@ -130,16 +139,92 @@ def l1_keep(weight: torch.Tensor, n_keep: int) -> torch.Tensor:
     "Indices (sorted) of the `n_keep` output channels with the largest L1 norm."
     return torch.sort(torch.topk(weight.detach().abs().reshape(weight.shape[0], -1).sum(1), n_keep).indices).values
 
-def remove_channels(model: nn.Module, fractions: dict) -> nn.Module:
-    "A smaller copy with the fraction `fractions[producer]` of each named layer's output channels removed (L1 rank)."
-    by_prod = {p: c for c, (p, _) in channel_pairs(model).items()}
+def remove_channels(model: nn.Module, fractions: dict, example=None) -> nn.Module:
+    """A smaller copy with the fraction `fractions[producer]` of each named layer's output channels removed (L1 rank);
+    `example` (a batch, or one input's shape) as in `slim`."""
+    by_prod = {p: c for c, p in removable_inputs(model, example).items()}
     keep = {}
     for n, f in fractions.items():
         if n not in by_prod: raise ValueError(f"layer {n!r} cannot lose channels; allowed: {', '.join(by_prod)}")
         check_ratio(f"fraction for {n}", f)
         w = model.get_submodule(n).weight; c = w.shape[0]
         keep[by_prod[n]] = l1_keep(w, max(1, c - int(round(f * c))))
-    return slim(model, keep)
+    return slim(model, keep, example)
+
+# %% ../nbs/08_prune.ipynb #28b425b1
+import torch_pruning as tp
+
+def _example(example, model: nn.Module) -> torch.Tensor:
+    "An example batch: `example` itself, or zeros of shape (1, *example) on the model's device."
+    if isinstance(example, torch.Tensor):
+        if example.ndim < 2: raise ValueError(f"example must be a batch (N, C, ...) or the shape of one input; got shape {tuple(example.shape)}")
+        return example
+    if isinstance(example, (tuple, list, torch.Size)) and len(example) >= 1 and all(isinstance(d, int) and d > 0 for d in example):
+        dev = next((q.device for q in model.parameters()), torch.device("cpu"))
+        return torch.zeros(1, *example, device=dev)
+    raise TypeError(f"example must be an input batch (a tensor) or the shape of one input, e.g. (3, 32, 32); got {example!r}")
+
+def _grouped(model: nn.Module) -> bool: return any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
+
+def dependency_graph(model: nn.Module, example) -> tp.DependencyGraph:
+    "Torch-Pruning's dependency graph of `model`, traced (in eval mode) on `example` (a batch or one input's shape)."
+    was = model.training; model.eval()
+    try:
+        with torch.enable_grad(): return tp.DependencyGraph().build_dependency(model, example_inputs=_example(example, model), verbose=False)
+    finally: model.train(was)
+
+def _full(m) -> bool: return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
+
+def _graph_pairs(model: nn.Module, example, dg=None) -> dict[str, str]:
+    "consumer -> producer for every group of the traced graph with exactly one full producer and one full consumer."
+    dg = dg or dependency_graph(model, example); name = {m: n for n, m in model.named_modules()}
+    pairs = {}
+    for n, m in model.named_modules():
+        if not (_full(m) and m in dg.module2node and dg.get_out_channels(m)): continue
+        g = dg.get_pruning_group(m, dg.get_pruner_of_module(m).prune_out_channels, [0])
+        mods = lambda test: {dep.target.module for dep, _ in g if test(dep.handler) and _full(dep.target.module)}
+        cons, prods = mods(dg.is_in_channel_pruning_fn), mods(dg.is_out_channel_pruning_fn)
+        if len(cons) == 1 and prods == {m} and (c := next(iter(cons))) in name: pairs[name[c]] = n
+    return pairs
+
+def removable_inputs(model: nn.Module, example=None) -> dict[str, str]:
+    """The layers whose input channels can be removed on their own: consumer -> producer. A plain chain of the zoo needs
+    no `example`; any other model is traced on `example` (a batch, or one input's shape such as (3, 32, 32))."""
+    if _is_chain(model) and not _grouped(model):
+        try: return {c: p for c, (p, _) in channel_pairs(model).items()}
+        except TypeError as err:
+            if example is None: raise TypeError(f"{err}; pass example=(C, H, W) (one input's shape) to trace any other model") from None
+    if example is None:
+        raise ValueError(f"{type(model).__name__} is not a conv/BN/linear chain: pass example=(C, H, W) (one input's shape) or an input batch "
+                         "so that its graph can be traced")
+    return _graph_pairs(model, example)
+
+def _slim_graph(model: nn.Module, keep: dict, example) -> nn.Module:
+    "Channel removal through the dependency graph: each consumer's dropped inputs go with their whole group."
+    out = copy.deepcopy(model); dg = dependency_graph(out, example); pairs = _graph_pairs(out, example, dg)
+    for n, k in keep.items():
+        prod = out.get_submodule(pairs[n]); drop = sorted(set(range(dg.get_out_channels(prod))) - set(map(int, k)))
+        if drop: dg.get_pruning_group(prod, dg.get_pruner_of_module(prod).prune_out_channels, drop).prune()
+    return out
+
+# %% ../nbs/08_prune.ipynb #114b6dca
+def save_slim(path, model: nn.Module, keep: dict, example=None) -> Path:
+    """Save the slimmed `model` (weights), the `keep` it was slimmed with, and the input shape of `example` (None for a plain
+    chain) to `path`, written atomically; `load_slim` rebuilds it."""
+    shape = None if example is None else tuple(_example(example, model).shape[1:])
+    keep = {n: [int(i) for i in k] for n, k in keep.items()}
+    return atomic_torch_save({"format": "compress-papers/slim-1", "keep": keep, "input_shape": shape, "state_dict": model.state_dict()}, path)
+
+def load_slim(path, model: nn.Module) -> nn.Module:
+    "A model saved by `save_slim`, rebuilt from `model` (a fresh instance of the original architecture): slimmed, then its weights loaded."
+    d = torch.load(path, map_location="cpu", weights_only=True) if not isinstance(path, dict) else path
+    if not (isinstance(d, dict) and d.get("format") == "compress-papers/slim-1"):
+        raise ValueError(f"{path} was not written by save_slim (no 'compress-papers/slim-1' format entry)")
+    out = slim(model, d["keep"], d["input_shape"])
+    try: out.load_state_dict(d["state_dict"])
+    except RuntimeError as err: raise ValueError(f"the weights in {path} do not fit {type(model).__name__} slimmed with their kept channels: "
+                                                 f"pass a fresh model of the architecture that was slimmed ({str(err)[:200]})") from None
+    return out
 
 # %% ../nbs/08_prune.ipynb #449ba2eb
 def conv_patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
