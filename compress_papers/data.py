@@ -14,9 +14,9 @@ import torch
 from .core import check_choice, check_int, check_ratio
 
 # %% auto #0
-__all__ = ['CIFAR_FILES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'IMAGE_SUFFIXES', 'FOLDER_AUGMENTS', 'DATASETS', 'PHOTOS',
+__all__ = ['LAYOUTS', 'CIFAR_FILES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'IMAGE_SUFFIXES', 'FOLDER_AUGMENTS', 'DATASETS', 'PHOTOS',
            'stratified_split', 'Split', 'Dataset', 'mnist5k', 'digits', 'cifar10', 'FolderSplit', 'imagenet',
-           'get_data', 'Loader', 'sample_photos']
+           'get_data', 'Loader', 'TorchLoader', 'as_loader', 'sample_photos']
 
 # %% ../nbs/02_data.ipynb #887ad66b
 def stratified_split(y, val: float = 0.1, test: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,6 +64,19 @@ class Dataset:
     def in_channels(self) -> int: return self.train.sample_shape[0]
     @property
     def input_size(self) -> int: return self.train.sample_shape[-1]
+    @classmethod
+    def from_arrays(cls, x, y, num_classes: int | None = None, val: float = 0.1, test: float = 0.2, seed: int = 0,
+                    layout: str = "NCHW", name: str = "arrays") -> "Dataset":
+        """Your own images as a `Dataset`: `x` an array or tensor of N images (N, C, H, W), or (N, H, W, C) with
+        `layout="NHWC"`, or (N, H, W) for one channel; `y` N integer labels in 0..num_classes-1 (default: max + 1).
+        Split by a seeded stratified split (`val`, `test` fractions) and normalised per channel with the training statistics."""
+        return _from_arrays(x, y, num_classes, val, test, seed, layout, name)
+    @classmethod
+    def from_tensors(cls, x: torch.Tensor, y: torch.Tensor, **kwargs) -> "Dataset":
+        "`from_arrays` for tensors (detached and moved to the CPU first); the same keyword arguments."
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+            raise TypeError(f"from_tensors takes two tensors; got {type(x).__name__} and {type(y).__name__} (use from_arrays for arrays)")
+        return _from_arrays(x.detach().cpu(), y.detach().cpu(), **kwargs)
     def __repr__(self):
         return (f"Dataset({self.name!r}: train={len(self.train)}, val={len(self.val)}, test={len(self.test)}, "
                 f"{self.in_channels}x{self.input_size}x{self.input_size}, {self.num_classes} classes)")
@@ -95,6 +108,29 @@ def digits(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
     from sklearn.datasets import load_digits
     d = load_digits()
     return _make_dataset("digits", d.images.reshape(-1, 1, 8, 8) / 16.0, d.target, 10, val, test, seed)
+
+# %% ../nbs/02_data.ipynb #1e6ad0c3
+LAYOUTS = ("NCHW", "NHWC")
+
+def _from_arrays(x, y, num_classes=None, val=0.1, test=0.2, seed=0, layout="NCHW", name="arrays") -> Dataset:
+    check_choice("layout", layout, LAYOUTS)
+    x = np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x); y = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y)
+    if not np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_: raise TypeError(f"x must hold numbers; got dtype {x.dtype}")
+    if x.ndim == 3: x = x[:, None] if layout == "NCHW" else x[..., None]
+    if x.ndim != 4: raise ValueError(f"x must be images of shape (N, C, H, W) ({layout}; or (N, H, W) for one channel); got shape {x.shape}")
+    if layout == "NHWC": x = x.transpose(0, 3, 1, 2)
+    elif x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        raise ValueError(f"x of shape {x.shape} looks channels-last ({x.shape[-1]} channels of {x.shape[1]}x{x.shape[2]}): "
+                         "pass layout='NHWC' (or transpose to (N, C, H, W))")
+    if not np.isfinite(x).all(): raise ValueError(f"x has {int((~np.isfinite(x)).sum())} NaN or infinite values")
+    if y.ndim != 1 or len(y) != len(x): raise ValueError(f"y must be one label per image: shape ({len(x)},); got {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+        raise TypeError(f"y must be integer class labels; got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    k = int(y.max()) + 1 if num_classes is None else check_int("num_classes", num_classes, 2)
+    if y.min() < 0 or y.max() >= k: raise ValueError(f"labels must be in 0..{k - 1} (num_classes={k}); got {y.min()}..{y.max()}")
+    if k < 2: raise ValueError("y must hold at least two classes")
+    return _make_dataset(name, x.astype(np.float32), y, k, val, test, seed)
 
 # %% ../nbs/02_data.ipynb #0b8f50cb
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -268,6 +304,34 @@ class Loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def __repr__(self): return f"Loader({self.split}, batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, epoch={self.epoch})"
+
+# %% ../nbs/02_data.ipynb #49aa4839
+class TorchLoader:
+    "A torch `DataLoader` (or any sized iterable of (x, y, ...) batches) served as a one-process `Loader`, batches moved to `device`."
+    world, rank = 1, 0
+    def __init__(self, loader, device="cpu"):
+        if not hasattr(loader, "__iter__") or not hasattr(loader, "__len__"):
+            raise TypeError(f"a loader must be a Loader, a torch DataLoader or a sized iterable of (x, y) batches; got {type(loader).__name__}")
+        self.loader, self.device, self.epoch = loader, torch.device(device), 0
+    def set_epoch(self, epoch: int):
+        self.epoch = check_int("epoch", epoch, 0)
+        if hasattr(getattr(self.loader, "sampler", None), "set_epoch"): self.loader.sampler.set_epoch(epoch)
+        return self
+    def __len__(self): return len(self.loader)
+    def __iter__(self):
+        for b in self.loader:
+            if not (isinstance(b, (tuple, list)) and len(b) >= 2 and all(isinstance(t, torch.Tensor) for t in b[:2])):
+                raise TypeError(f"each batch must be (images, labels, ...) tensors; got a {type(b).__name__}")
+            yield b[0].to(self.device, non_blocking=True), b[1].to(self.device, non_blocking=True)
+    def __repr__(self): return f"TorchLoader({self.loader!r}, epoch={self.epoch})"
+
+def as_loader(data, batch_size: int = 500, device="cpu") -> "Loader | TorchLoader":
+    """`data` as batches: a `Loader` or `TorchLoader` as is, a torch `DataLoader` (or sized iterable of batches) wrapped,
+    a `Split`/`FolderSplit` served in order by a `Loader` of `batch_size`."""
+    if isinstance(data, (Loader, TorchLoader)): return data
+    if isinstance(data, (Split, FolderSplit)): return Loader(data, batch_size, device=device)
+    if isinstance(data, Dataset): raise TypeError("pass one split of the Dataset (data.train, data.val or data.test), not the whole Dataset")
+    return TorchLoader(data, device)
 
 # %% ../nbs/02_data.ipynb #39ff545a
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
