@@ -10,18 +10,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from .core import check_int
+from .core import check_int, get_device
 from .models import BasicBlock
-from .data import Loader
-from .prune import (LeastSquares, channel_contributions, channel_pairs, cp_select, l1_keep, make_permanent,
-                                   refit_lstsq, set_mask, slim, thinet_select)
+from .data import Dataset, Loader
+from .prune import (LeastSquares, _grouped, _is_chain, channel_contributions, channel_pairs, cp_select, l1_keep,
+                                   make_permanent, refit_lstsq, removable_inputs, set_mask, slim, thinet_select)
 from .train import reestimate_bn
 
 # %% auto #0
 __all__ = ['SELECTIONS', 'REFITS', 'recon_loss', 'AuxHead', 'model_units', 'head_positions', 'DCPConfig', 'select_channels',
-           'split_unit', 'stage_accuracy', 'train_while_rising', 'stage_finetune', 'warm_heads', 'layer_objective',
-           'DCPResult', 'dcp_prune']
+           'split_unit', 'ChainView', 'GraphView', 'model_view', 'stage_accuracy', 'train_while_rising',
+           'stage_finetune', 'warm_heads', 'layer_objective', 'DCPResult', 'dcp_prune']
 
 # %% ../nbs/17_dcp.ipynb #d2aac51b
 def recon_loss(o: torch.Tensor, o_base: torch.Tensor) -> torch.Tensor:
@@ -159,17 +160,117 @@ def split_unit(unit: nn.Sequential, conv: nn.Module):
     if first is conv: return lambda h: (h, None), lambda o, _: unit[1:](o)
     raise TypeError(f"DCP prunes the first convolution of a unit or a residual block's conv2; got {conv}")
 
+class ChainView:
+    "A zoo chain as its units in sequence (`model_units`), then `classifier`: each search step runs only the layer and what follows."
+    def __init__(self, net: nn.Module): self.net, self.units = net, model_units(net)
+    def __len__(self): return len(self.units)
+    def unit_of(self, name: str) -> int:
+        m = self.net.get_submodule(name); return next(i for i, u in enumerate(self.units) if any(q is m for q in u.modules()))
+    def feats(self, x, pivots) -> dict:
+        "The outputs after each unit in `pivots` (the network runs up to the last of them)."
+        out, h = {}, x
+        for i, u in enumerate(self.units[:max(pivots) + 1]):
+            h = u(h)
+            if i in pivots: out[i] = h
+        return out
+    def layer_input(self, x, name: str, u: int):
+        "The input of layer `name` (in unit `u`) on `x`, and the context `rest` needs (a residual block's shortcut)."
+        return split_unit(self.units[u], self.net.get_submodule(name))[0](_run(self.units, x, 0, u))
+    def layer_output(self, x, name: str, u: int): return self.net.get_submodule(name)(self.layer_input(x, name, u)[0])
+    def rest(self, name: str, u: int, ctx, pv: int, head):
+        "(o, rows) -> logits of `head` after unit `pv` (None: the network's) from layer `name`'s output `o` on those rows."
+        post, top = split_unit(self.units[u], self.net.get_submodule(name))[1], head if head is not None else self.net.classifier
+        return lambda o, rows: top(_run(self.units, post(o, None if ctx is None else ctx[rows]), u + 1, pv + 1))
+
+class _Exit(Exception): pass
+
+def _blocks(m: nn.Module, prefix: str = "") -> list[str]:
+    "Children in definition order, `Sequential`/`ModuleList` containers opened: the blocks units are made of."
+    out = []
+    for n, c in m.named_children():
+        out += _blocks(c, f"{prefix}{n}.") if isinstance(c, (nn.Sequential, nn.ModuleList)) else [f"{prefix}{n}"]
+    return out
+
+class GraphView:
+    """Any model, through hooks, traced once on `example`: its blocks (children, containers opened) in the order they run, cut
+    into units where a block holding a convolution starts; a head reads a unit's last 4-d output. Each search step runs
+    the network from its input with the layer's output replaced (a forward hook), up to the head or to the logits."""
+    def __init__(self, net: nn.Module, example: torch.Tensor):
+        self.net, names, done, calls = net, _blocks(net), [], {}
+        mods = dict(net.named_modules())
+        def rec(n):
+            def hook(m, i, o):
+                calls[n] = calls.get(n, 0) + 1
+                if calls[n] == 1: done.append((n, isinstance(o, torch.Tensor) and o.ndim == 4))
+            return hook
+        hs = [mods[n].register_forward_hook(rec(n)) for n in names]
+        try:
+            with torch.no_grad(): net(example)
+        finally:
+            for h in hs: h.remove()
+        has_conv = lambda n: any(isinstance(q, nn.Conv2d) for q in mods[n].modules())
+        self.units = []
+        for n, four_d in done:
+            if has_conv(n) or not self.units: self.units.append({"blocks": [], "out": None})
+            self.units[-1]["blocks"].append(n)
+            if four_d: self.units[-1]["out"] = n
+        self.shared = {n for n, k in calls.items() if k > 1}
+    def __len__(self): return len(self.units)
+    def unit_of(self, name: str) -> int:
+        return next(i for i, u in enumerate(self.units) if any(name == b or name.startswith(b + ".") for b in u["blocks"]))
+    def _until(self, x, hooks: dict, stop: str | None):
+        "Run the network on `x` with forward `hooks` ({module name: hook}); stop after module `stop` (None: run to the end)."
+        hs = [self.net.get_submodule(n).register_forward_hook(h) for n, h in hooks.items()]
+        if stop is not None: hs.append(self.net.get_submodule(stop).register_forward_hook(lambda *a: (_ for _ in ()).throw(_Exit())))
+        try: return self.net(x)
+        except _Exit: return None
+        finally:
+            for h in hs: h.remove()
+    def feats(self, x, pivots) -> dict:
+        out = {}
+        hooks = {self.units[p]["out"]: (lambda m, i, o, p=p: out.__setitem__(p, o)) for p in pivots}
+        self._until(x, hooks, self.units[max(pivots)]["out"])
+        return out
+    def layer_input(self, x, name: str, u: int):
+        got = []
+        h = self.net.get_submodule(name).register_forward_pre_hook(lambda m, i: (got.append(i[0]), (_ for _ in ()).throw(_Exit())))
+        try: self.net(x)
+        except _Exit: pass
+        finally: h.remove()
+        return got[0], x                                           # the context: the network's input itself
+    def layer_output(self, x, name: str, u: int):
+        got = {}; self._until(x, {name: lambda m, i, o: got.setdefault("o", o)}, name); return got["o"]
+    def rest(self, name: str, u: int, ctx, pv: int, head):
+        def f(o, rows):
+            if head is None: return self._until(ctx[rows], {name: lambda m, i, out: o}, None)
+            got = {}
+            self._until(ctx[rows], {name: lambda m, i, out: o, self.units[pv]["out"]: lambda m, i, out: got.setdefault("h", out)},
+                        self.units[pv]["out"])
+            return head(got["h"])
+        return f
+
+def model_view(net: nn.Module, example: torch.Tensor) -> ChainView | GraphView:
+    "A `ChainView` for a zoo chain whose forward is `classifier(features(x))` (checked on `example`), else a `GraphView`."
+    if _is_chain(net) and not _grouped(net):
+        try:
+            channel_pairs(net)
+            with torch.no_grad(): same = torch.equal(net(example), net.classifier(_run(model_units(net), example, 0, len(model_units(net)))))
+        except (RuntimeError, TypeError): same = False                   # Inception modules; pooling and flatten in `forward`
+        if same: return ChainView(net)
+    return GraphView(net, example)
+
 @torch.no_grad()
-def stage_accuracy(net: nn.Module, units, head, pivot, split, device="cpu", batch_size: int = 500) -> float:
-    "Accuracy of head p (after unit `pivot`) on `split`; of the network itself when `head` is None."
+def stage_accuracy(net: nn.Module, view, head, pivot, split, device="cpu", batch_size: int = 500) -> float:
+    "Accuracy of head p (after unit `pivot` of `view`) on `split`; of the network itself when `head` is None."
     was = net.training; net.eval()
     if head is not None: head.eval()
     correct = 0
     for x, y in Loader(split, batch_size, device=device):
-        out = net(x) if head is None else head(_run(units, x, 0, pivot + 1))
+        out = net(x) if head is None else head(view.feats(x, [pivot])[pivot])
         correct += int((out.argmax(1) == y).sum())
     net.train(was)
     return correct / len(split)
+
 
 def train_while_rising(step, measure, loader, max_steps: int, cfg: DCPConfig) -> dict:
     """Call `step(x, y)` on mini-batches of `loader` (epoch after epoch), at most `max_steps` times; `measure()` (None: never)
@@ -190,7 +291,7 @@ def train_while_rising(step, measure, loader, max_steps: int, cfg: DCPConfig) ->
                 if bad >= cfg.head_patience: break
     return {"steps": n, "val_acc": curve}
 
-def stage_finetune(net: nn.Module, units, head, pivot, loader, cfg: DCPConfig, val=None) -> dict:
+def stage_finetune(net: nn.Module, view, head, pivot, loader, cfg: DCPConfig, val=None) -> dict:
     """Algorithm 1, step 2 (Supp. Alg. S1): per mini-batch one SGD step on L_S^p (head after unit `pivot`), then one on L_f;
     at most `cfg.stage_steps` mini-batches, stopped once the head's accuracy on `val` (before, then every `cfg.head_check`
     mini-batches) has not risen for `cfg.head_patience` checks. Returns the steps taken and the accuracies seen."""
@@ -201,18 +302,18 @@ def stage_finetune(net: nn.Module, units, head, pivot, loader, cfg: DCPConfig, v
     def step(x, y):
         net.train()
         if head is not None: head.train()
-        losses = ([lambda: F.cross_entropy(head(_run(units, x, 0, pivot + 1)), y)] if head is not None else []) \
+        losses = ([lambda: F.cross_entropy(head(view.feats(x, [pivot])[pivot]), y)] if head is not None else []) \
                  + [lambda: F.cross_entropy(net(x), y)]
         for loss in losses:
             opt.zero_grad(); L = loss()
             if not math.isfinite(L.item()): raise FloatingPointError(f"stage fine-tuning loss became {L.item()}: lower stage_lr ({cfg.stage_lr})")
             L.backward(); opt.step()
-    info = train_while_rising(step, val is not None and (lambda: stage_accuracy(net, units, head, pivot, val, dev)), loader, cfg.stage_steps, cfg)
+    info = train_while_rising(step, val is not None and (lambda: stage_accuracy(net, view, head, pivot, val, dev)), loader, cfg.stage_steps, cfg)
     net.eval()
     if head is not None: head.eval()
     return info
 
-def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=None) -> dict:
+def warm_heads(net: nn.Module, view, heads: dict, loader, cfg: DCPConfig, val=None) -> dict:
     """Train every auxiliary head (`heads`: pivot -> head) on the unpruned, frozen network before Algorithm 1 (ours, as the
     official v2 code trains its heads first): at most `cfg.head_steps` mini-batches at `cfg.head_lr`, stopped like
     `stage_finetune` on the heads' mean validation accuracy. Returns the steps taken and the accuracies seen."""
@@ -220,14 +321,10 @@ def warm_heads(net: nn.Module, units, heads: dict, loader, cfg: DCPConfig, val=N
     ps = sorted(heads); opt = torch.optim.SGD([q for h in heads.values() for q in h.parameters()], lr=cfg.head_lr, momentum=0.9,
                                                 nesterov=True, weight_decay=1e-4)
     dev = next(net.parameters()).device
-    mean_acc = lambda: sum(stage_accuracy(net, units, heads[p], p, val, dev) for p in ps) / len(ps)
+    mean_acc = lambda: sum(stage_accuracy(net, view, heads[p], p, val, dev) for p in ps) / len(ps)
     net.eval()
     def step(x, y):
-        with torch.no_grad():
-            feats, h = {}, x
-            for i, u in enumerate(units[:ps[-1] + 1]):
-                h = u(h)
-                if i in heads: feats[i] = h
+        with torch.no_grad(): feats = view.feats(x, ps)
         for hd in heads.values(): hd.train()
         L = sum(F.cross_entropy(heads[p](feats[p]), y) for p in ps)
         if not math.isfinite(L.item()): raise FloatingPointError(f"head training loss became {L.item()}: lower head_lr ({cfg.head_lr})")
@@ -258,32 +355,48 @@ class DCPResult:
     log: dict
     stages: list
 
-def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 0, layers=None,
-              inplace: bool = False, device="cpu", progress=None, stage_cache: dict | None = None) -> DCPResult:
-    """Discrimination-aware channel pruning (Algorithms 1 and 2) of `model` on `data` (a `Dataset`); with `cfg.selection`
-    'thinet', 'cp' or 'l1' the same pipeline (stage fine-tuning included) chooses channels by that rule and refits by
-    least squares. `stage_cache` (a dict the caller keeps) reuses the first stage's fine-tuning, which every run of the
-    same model, seed and fine-tuning settings shares (when it ends at the same head)."""
-    pairs = [n for n in channel_pairs(model) if isinstance(model.get_submodule(n), nn.Conv2d)]   # convolutions only
-    producer = {n: p for n, (p, _) in channel_pairs(model).items()}
-    layers = pairs if layers is None else list(layers)
-    for n in layers:
-        if n not in pairs: raise ValueError(f"layer {n!r} is not prunable by DCP; allowed: {', '.join(pairs)}")
+def _dcp_layers(model: nn.Module, example: torch.Tensor, view) -> dict[str, str]:
+    "DCP's candidate layers (consumer -> producer): full convolutions whose input channels can be removed alone, run once."
+    pairs = removable_inputs(model, None if isinstance(view, ChainView) else example)
+    shared = getattr(view, "shared", set())
+    return {n: p for n, p in pairs.items() if isinstance(model.get_submodule(n), nn.Conv2d)
+            and not any(n == s or n.startswith(s + ".") for s in shared)}
+
+def dcp_prune(model: nn.Module, data: Dataset, cfg: DCPConfig = DCPConfig(), seed: int = 0, layers=None,
+              inplace: bool = False, device="cpu", progress=True, stage_cache: dict | None = None) -> DCPResult:
+    """Discrimination-aware channel pruning (Algorithms 1 and 2) of `model` on `data` (a `Dataset`; wrap your own arrays with
+    `Dataset.from_arrays`). `layers` (default: every candidate) names the convolutions whose input channels are chosen;
+    with `cfg.selection` 'thinet', 'cp' or 'l1' the same pipeline (stage fine-tuning included) chooses channels by that
+    rule and refits by least squares. Any model runs: a zoo chain through its units, any other (torchvision's ResNets,
+    MobileNets, GoogLeNet) through hooks, and the channels are removed through the dependency graph (`slim`).
+    `progress`: True shows a bar over the layers, a function `progress(name, log)` is called after each, False neither.
+    `stage_cache` (a dict the caller keeps) reuses the first stage's fine-tuning, which every run of the same model, seed
+    and fine-tuning settings shares (when it ends at the same head)."""
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a Dataset with train/val/test splits; got {type(data).__name__} "
+                        "(wrap arrays or tensors with Dataset.from_arrays(x, y) or Dataset.from_tensors(x, y))")
+    if not isinstance(cfg, DCPConfig): raise TypeError(f"cfg must be a DCPConfig; got {type(cfg).__name__}")
+    device = get_device(device)
     net = model if inplace else copy.deepcopy(model)
     base = copy.deepcopy(model).to(device).eval(); net.to(device).eval()
-    units, bunits = model_units(net), model_units(base)
-    unit_of = {n: next(i for i, u in enumerate(units) if any(m is net.get_submodule(n) for m in u.modules())) for n in layers}
-    pivots = head_positions(len(units), cfg.heads)
     sel = data.train.load(cfg.n_samples); x, y = sel.x.to(device), sel.y.to(device)
+    view, bview = model_view(net, x[:2]), model_view(base, x[:2])
+    pairs = _dcp_layers(net, x[:2], view)
+    layers = list(pairs) if layers is None else list(layers)
+    for n in layers:
+        if n not in pairs: raise ValueError(f"layer {n!r} is not prunable by DCP; allowed: {', '.join(pairs)}")
+    unit_of = {n: view.unit_of(n) for n in layers}
+    pivots = head_positions(len(view), cfg.heads)
     torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
-    with torch.no_grad(): chans = {p: _run(units, x[:2], 0, p + 1).shape[1] for p in pivots}
+    with torch.no_grad(): chans = {p: f.shape[1] for p, f in view.feats(x[:2], pivots).items()} if pivots else {}
     heads = {p: AuxHead(chans[p], data.num_classes).to(device) for p in pivots}
     loader = Loader(data.train, cfg.batch_size, shuffle=True, seed=seed, device=device)
     val = data.val if len(data.val) else None
     keep, log, stages, lo, first = {}, {}, [], 0, True
     ckey = (id(model), seed, cfg.heads, cfg.stage_steps, cfg.head_steps, cfg.stage_lr, cfg.head_lr, cfg.head_check, cfg.head_patience,
             cfg.batch_size, str(device))
-    for pv in pivots + [len(units) - 1]:
+    bar = tqdm(total=len(layers), desc="DCP layers", leave=False, disable=progress is not True)
+    for pv in pivots + [len(view) - 1]:
         todo = sorted((unit_of[n], n) for n in layers if lo <= unit_of[n] <= pv)
         head = heads.get(pv); lo = pv + 1; hp = pv if head is not None else None
         if not todo: continue
@@ -292,41 +405,41 @@ def dcp_prune(model: nn.Module, data, cfg: DCPConfig = DCPConfig(), seed: int = 
             st, hs, ep, info = stage_cache[ckey]
             net.load_state_dict(st); [heads[p].load_state_dict(h) for p, h in hs.items()]; loader.set_epoch(ep); info = dict(info)
         else:
-            warm = warm_heads(net, units, heads, loader, cfg, val) if first and cfg.head_steps else None
-            info = stage_finetune(net, units, head, hp, loader, cfg, val) if cfg.stage_steps else {"steps": 0, "val_acc": []}
+            warm = warm_heads(net, view, heads, loader, cfg, val) if first and cfg.head_steps else None
+            info = stage_finetune(net, view, head, hp, loader, cfg, val) if cfg.stage_steps else {"steps": 0, "val_acc": []}
             if warm is not None: info["warm"] = warm
             if first and stage_cache is not None:
                 stage_cache[ckey] = (copy.deepcopy(net.state_dict()), {p: copy.deepcopy(h.state_dict()) for p, h in heads.items()},
                                      loader.epoch, dict(info))
         first = False
-        info.update(pivot=pv, head=head is not None, test_acc=stage_accuracy(net, units, head, hp, data.test, device),
+        info.update(pivot=pv, head=head is not None, test_acc=stage_accuracy(net, view, head, hp, data.test, device),
                     layers=[n for _, n in todo])
         stages.append(info)
         req = {p: p.requires_grad for p in list(net.parameters()) + [q for hd in heads.values() for q in hd.parameters()]}
         for p in req: p.requires_grad_(False)
-        top = head if head is not None else net.classifier
         for u, n in todo:
             conv = net.get_submodule(n)
-            pre, post = split_unit(units[u], conv)
             with torch.no_grad():
-                x_in, ctx = pre(_run(units, x, 0, u))                                       # the pruned network's input
-                o_base = base.get_submodule(n)(split_unit(bunits[u], base.get_submodule(n))[0](_run(bunits, x, 0, u))[0])
+                x_in, ctx = view.layer_input(x, n, u)                                     # the pruned network's input
+                o_base = bview.layer_output(x, n, u)
             c = conv.weight.shape[1]; k_keep = c if cfg.eps is not None else cfg.keep(c)
             ls = LeastSquares.of(conv, x_in, o_base)
             if cfg.selection in ("thinet", "cp", "l1"):
-                if cfg.selection == "l1": chosen = l1_keep(base.get_submodule(producer[n]).weight, k_keep).tolist()
+                if cfg.selection == "l1": chosen = l1_keep(base.get_submodule(pairs[n]).weight, k_keep).tolist()
                 else:
                     Z, Y = channel_contributions(conv, x_in, o_base, generator=g)
                     chosen = thinet_select(Z, k_keep) if cfg.selection == "thinet" else cp_select(Z, Y, k_keep)
                 refit_lstsq(conv, ls, chosen); losses = [ls.loss(conv.weight)]
             else:
-                rest = lambda o, rows, u=u, ctx=ctx, post=post: top(_run(units, post(o, None if ctx is None else ctx[rows]), u + 1, pv + 1))
-                obj = layer_objective(conv, x_in, rest, o_base, y, cfg)
+                obj = layer_objective(conv, x_in, view.rest(n, u, ctx, pv, head), o_base, y, cfg)
                 chosen, losses = select_channels(conv, obj, k_keep, cfg, ls, g)
             mask = torch.zeros_like(conv.weight); mask[:, chosen] = 1; set_mask(conv, mask)
             keep[n] = sorted(chosen); log[n] = {"channels": c, "kept": len(chosen), "order": list(chosen), "loss": losses}
-            if progress: progress(n, log[n])
+            bar.update()
+            if callable(progress): progress(n, log[n])
         for p, r in req.items(): p.requires_grad_(r)
+    bar.close()
     masked = net
-    slim_model = slim(make_permanent(copy.deepcopy(net)), keep).eval()
+    slim_model = slim(make_permanent(copy.deepcopy(net)), keep, None if isinstance(view, ChainView) else x[:1]).eval()
     return DCPResult(slim_model, masked.eval(), keep, log, stages)
+
