@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from .core import check_int
 
 # %% auto #0
-__all__ = ['ste', 'relative_error', 'check_bits', 'quantize_uniform', 'DoReFaWeight', 'DoReFaActivation', 'QuantizedLayer',
-           'quantizable_layers', 'replace_layers']
+__all__ = ['UNSUPPORTED', 'ste', 'relative_error', 'check_bits', 'quantize_uniform', 'DoReFaWeight', 'DoReFaActivation',
+           'QuantizedLayer', 'execution_order', 'quantizable_layers', 'replace_layers']
 
 # %% ../nbs/07_quant.ipynb #2de2465a
 def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -74,10 +74,42 @@ class QuantizedLayer(nn.Module):
         return l._conv_forward(x, w, l.bias)
 
 # %% ../nbs/07_quant.ipynb #b5f5129d
-def quantizable_layers(model: nn.Module, keep_first_last: bool = False) -> list[str]:
-    "Names of the Conv2d/Linear layers of `model` in definition order (without first and last if asked)."
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    return names[1:-1] if keep_first_last else names
+UNSUPPORTED = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+def _in_attention(model: nn.Module) -> set:
+    "Linear layers owned by an `nn.MultiheadAttention`, which reads their weights directly instead of calling them."
+    return {f"{n}.{c}" if n else c for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
+            for c, _ in m.named_children()}
+
+def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
+    "Names of the modules of `model` in the order their forward first starts on `example` (eval mode, no gradient); unused ones left out."
+    order, was = {}, model.training
+    def seen(n):
+        def hook(mod, inputs): order.setdefault(n, len(order))          # returns None: the input is left as it is
+        return hook
+    hooks = [m.register_forward_pre_hook(seen(n)) for n, m in model.named_modules() if n]
+    try:
+        model.eval()
+        with torch.no_grad(): model(example)
+    finally:
+        for h in hooks: h.remove()
+        model.train(was)
+    return list(order)
+
+def quantizable_layers(model: nn.Module, keep_first_last: bool = False, example: torch.Tensor | None = None,
+                       filter_fn: Callable[[nn.Module, str], bool] | None = None) -> list[str]:
+    """Names of the Conv2d/Linear layers of `model` (not the projections inside `nn.MultiheadAttention`), in definition order,
+    or with `example` (an input batch) in the order they run on it (layers that do not run are left out). `keep_first_last`
+    leaves out the first and the last of them; `filter_fn(module, name)`, as in torchao, keeps those it returns True for."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module; got {type(model).__name__} {model!r:.60} (build it first, e.g. torchvision.models.resnet18())")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError("model is a scripted (TorchScript) module, whose layers cannot be replaced: pass the eager nn.Module")
+    skip = _in_attention(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in skip]
+    if example is not None: names = [n for n in execution_order(model, example) if n in set(names)]
+    names = names[1:-1] if keep_first_last else names
+    return [n for n in names if filter_fn(model.get_submodule(n), n)] if filter_fn is not None else names
 
 def _set_module(model: nn.Module, name: str, new: nn.Module):
     parent, _, attr = name.rpartition(".")
