@@ -13,13 +13,14 @@ from typing import Callable
 import numpy as np
 import torch
 import gpytorch
+from tqdm.auto import tqdm
 
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'one_thread', 'GP', 'log_h', 'log_expected_improvement', 'expected_improvement', 'log_prob_feasible',
-           'prob_feasible', 'log_constrained_ei', 'constrained_ei', 'cooling_schedule', 'Search', 'random_search',
-           'bayes_opt', 'bisection_uniform', 'constraint_aware']
+__all__ = ['SCHEDULES', 'LAYOUTS', 'KNOB_KINDS', 'one_thread', 'GP', 'log_h', 'log_expected_improvement', 'expected_improvement',
+           'log_prob_feasible', 'prob_feasible', 'log_constrained_ei', 'constrained_ei', 'cooling_schedule', 'Search',
+           'Knob', 'Space', 'random_search', 'bayes_opt', 'bisection_uniform', 'constraint_aware']
 
 # %% ../nbs/11_constraint_aware.ipynb #fcba7767
 class _ExactGP(gpytorch.models.ExactGP):
@@ -145,15 +146,22 @@ class Search:
     X: np.ndarray
     objective: np.ndarray
     cost: np.ndarray
-    g: float
+    g: float | tuple
     method: str = ""
+    space: "Space | None" = None
     @property
-    def feasible(self) -> np.ndarray: return self.cost <= self.g
+    def feasible(self) -> np.ndarray:
+        "Which points meet the target (every target, with several constraints: `cost` then has a column per constraint)."
+        return self.cost <= self.g if self.cost.ndim == 1 else (self.cost <= np.asarray(self.g)).all(1)
+    def params(self, i: int) -> dict:
+        "Point i as {knob name: value} (integers as int, choices as the chosen value)."
+        return (self.space or Space.from_bounds(np.c_[self.X.min(0), self.X.max(0)])).decode(self.X[i])
     def best_feasible(self) -> dict | None:
-        "The most accurate point meeting the target (index, theta, objective, cost), or None if none does."
+        "The most accurate point meeting the target (index, theta, objective, cost, params), or None if none does."
         if not self.feasible.any(): return None
         i = int(np.flatnonzero(self.feasible)[np.argmax(self.objective[self.feasible])])
-        return {"index": i, "theta": self.X[i].tolist(), "objective": float(self.objective[i]), "cost": float(self.cost[i])}
+        cost = float(self.cost[i]) if self.cost.ndim == 1 else self.cost[i].tolist()
+        return {"index": i, "theta": self.X[i].tolist(), "objective": float(self.objective[i]), "cost": cost, "params": self.params(i)}
     def best_so_far(self) -> list:
         "Best feasible objective after each evaluation (None before the first feasible one)."
         out, b = [], None
@@ -162,75 +170,184 @@ class Search:
             out.append(b)
         return out
 
-def _check_bounds(bounds) -> np.ndarray:
+LAYOUTS = ("auto", "pairs", "botorch")
+KNOB_KINDS = ("float", "int", "choice")
+
+def _check_bounds(bounds, layout: str = "auto") -> np.ndarray:
+    """`bounds` as a (d, 2) array of [low, high] rows. `layout` 'pairs' reads a (d, 2) array, 'botorch' BoTorch's (2, d) (lows,
+    then highs); 'auto' reads whichever the shape allows, and for a (2, 2) array the one reading whose every range has
+    low < high (refusing the array when both or neither do)."""
+    check_choice("layout", layout, LAYOUTS)
     b = np.asarray(bounds, dtype=np.float64)
-    if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0: raise ValueError(f"bounds must be a non-empty (d, 2) array of [low, high]; got shape {b.shape}")
+    if b.ndim != 2 or 0 in b.shape or 2 not in b.shape:
+        raise ValueError(f"bounds must be a non-empty (d, 2) array of [low, high] rows or BoTorch's (2, d); got shape {b.shape}")
+    if not np.isfinite(b).all(): raise ValueError(f"bounds must be finite; got {b.tolist()}")
+    if layout == "auto":
+        if b.shape == (2, 2):
+            ok = {"pairs": bool((b[:, 0] < b[:, 1]).all()), "botorch": bool((b[0] < b[1]).all())}
+            if ok["pairs"] == ok["botorch"]:
+                raise ValueError(f"bounds {b.tolist()} are ambiguous (two knobs): pass layout='pairs' (one [low, high] row per knob) "
+                                 "or layout='botorch' (row 0 the lows, row 1 the highs)")
+            layout = "pairs" if ok["pairs"] else "botorch"
+        else: layout = "pairs" if b.shape[1] == 2 else "botorch"
+    if layout == "botorch":
+        if b.shape[0] != 2: raise ValueError(f"layout='botorch' needs a (2, d) array; got shape {b.shape}")
+        b = b.T
+    elif b.shape[1] != 2: raise ValueError(f"layout='pairs' needs a (d, 2) array; got shape {b.shape}")
     if (b[:, 0] > b[:, 1]).any(): raise ValueError(f"bounds need low <= high in every dimension; got {b.tolist()}")
     return b
 
-def _target(g) -> float:
-    "The target g of a search: any finite real number (a NaN target would make every point silently infeasible)."
+@dataclass(frozen=True)
+class Knob:
+    "One dimension of a search: a real number in [low, high] ('float'), an integer in [low, high] ('int'), or one of `choices`."
+    name: str
+    low: float = 0.0
+    high: float = 1.0
+    kind: str = "float"
+    choices: tuple | None = None
+    def __post_init__(self):
+        check_choice("kind", self.kind, KNOB_KINDS)
+        if not isinstance(self.name, str) or not self.name: raise TypeError(f"a knob needs a name (a non-empty string); got {self.name!r}")
+        if self.kind == "choice":
+            if self.choices is None or isinstance(self.choices, str) or len(self.choices) < 2:
+                raise ValueError(f"knob {self.name!r}: kind 'choice' needs at least two choices (a tuple); got {self.choices!r}")
+            object.__setattr__(self, "choices", tuple(self.choices))
+            object.__setattr__(self, "low", 0.0); object.__setattr__(self, "high", float(len(self.choices) - 1))
+            return
+        if self.choices is not None: raise ValueError(f"knob {self.name!r}: choices are for kind 'choice'")
+        for v in (self.low, self.high):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"knob {self.name!r}: low and high must be finite numbers; got {self.low!r}, {self.high!r}")
+        if self.kind == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"knob {self.name!r}: an 'int' knob needs integer low and high; got {self.low!r}, {self.high!r}")
+        if self.low > self.high: raise ValueError(f"knob {self.name!r}: low must be <= high; got {self.low}, {self.high}")
+    def value(self, v: float):
+        "The knob's value at the number v: v itself, the nearest integer in range, or the nearest choice."
+        if self.kind == "float": return float(v)
+        k = int(np.clip(np.round(v), self.low, self.high))
+        return k if self.kind == "int" else self.choices[k]
+
+class Space:
+    """The knobs of a search, in order. `bayes_opt` and `random_search` take one (or plain bounds) and, with a `Space`, call
+    `evaluate` with a dict {name: value}; integer and choice knobs are searched on their grid (points snap to it)."""
+    def __init__(self, knobs):
+        knobs = list(knobs)
+        if not knobs or not all(isinstance(k, Knob) for k in knobs): raise TypeError("a Space needs a non-empty list of Knob")
+        if len({k.name for k in knobs}) != len(knobs): raise ValueError(f"knob names must be unique; got {[k.name for k in knobs]}")
+        self.knobs, self.typed = knobs, True
+    @classmethod
+    def from_bounds(cls, bounds, layout: str = "auto") -> "Space":
+        "Real knobs x0, x1, ... from plain bounds (see `_check_bounds`); `evaluate` then gets the array θ, as before."
+        sp = cls([Knob(f"x{j}", lo, hi) for j, (lo, hi) in enumerate(_check_bounds(bounds, layout))]); sp.typed = False
+        return sp
+    def __len__(self): return len(self.knobs)
+    @property
+    def bounds(self) -> np.ndarray: return np.array([[k.low, k.high] for k in self.knobs])
+    def snap(self, X: np.ndarray) -> np.ndarray:
+        "Points on the knobs' grids: integer and choice coordinates rounded (and kept in range)."
+        X = np.array(X, dtype=np.float64)
+        for j, k in enumerate(self.knobs):
+            if k.kind != "float": X[..., j] = np.clip(np.round(X[..., j]), k.low, k.high)
+        return X
+    def decode(self, x) -> dict: return {k.name: k.value(v) for k, v in zip(self.knobs, x)}
+    def arg(self, x):
+        "What `evaluate` receives at point x: the array for plain bounds, the {name: value} dict for a `Space` of knobs."
+        return self.decode(x) if self.typed else x
+    def __repr__(self): return f"Space({', '.join(f'{k.name}:{k.kind}' for k in self.knobs)})"
+
+def _space(bounds, layout: str = "auto") -> Space:
+    if isinstance(bounds, Space): return bounds
+    if isinstance(bounds, (list, tuple)) and bounds and all(isinstance(k, Knob) for k in bounds): return Space(bounds)
+    return Space.from_bounds(bounds, layout)
+
+def _target(g) -> float | tuple:
+    """The target g of a search: a finite real number, or with several constraints a sequence of them (a NaN target would make
+    every point silently infeasible)."""
+    if isinstance(g, (list, tuple, np.ndarray)):
+        if len(g) == 0: raise ValueError("the targets g must hold at least one number")
+        return tuple(_target(v) for v in g) if len(g) > 1 else _target(g[0])
     if isinstance(g, bool) or not isinstance(g, numbers.Real) or not math.isfinite(g):
-        raise ValueError(f"the target g must be a finite number; got {g!r}")
+        raise ValueError(f"the target g must be a finite number (or a sequence, one per constraint); got {g!r}")
     return float(g)
 
-def _evaluate(evaluate, theta) -> tuple[float, float]:
-    o, c = evaluate(theta)
-    if not (math.isfinite(o) and math.isfinite(c)): raise ValueError(f"evaluation returned objective={o}, cost={c} at theta={np.round(theta, 4).tolist()}: must be finite")
-    return float(o), float(c)
+def _evaluate(evaluate, theta, g=None, arg=None) -> tuple:
+    "(objective, cost) at theta: a float cost, or with several targets g a tuple of one cost per target."
+    o, c = evaluate(theta if arg is None else arg)
+    cs = tuple(np.atleast_1d(np.asarray(c, dtype=np.float64)).tolist())
+    m = len(g) if isinstance(g, tuple) else 1
+    if len(cs) != m: raise ValueError(f"evaluate returned {len(cs)} costs for {m} target(s) at theta={np.round(theta, 4).tolist()}")
+    if not (math.isfinite(o) and all(map(math.isfinite, cs))):
+        raise ValueError(f"evaluation returned objective={o}, cost={c} at theta={np.round(theta, 4).tolist()}: must be finite")
+    return float(o), (cs if m > 1 else cs[0])
 
-def random_search(evaluate, bounds, g: float, n: int = 20, seed: int = 0, cost_of=None, max_draws: int = 100_000) -> Search:
-    """Evaluate `n` points drawn uniformly in `bounds`. With `cost_of` (theta -> cost, cheap), only draws with cost <= g are
-    evaluated (rejection sampling, at most `max_draws` draws; if fewer than n meet g, the cheapest other draws fill the budget)."""
-    b = _check_bounds(bounds); check_int("n", n, 1); g = _target(g)
+def random_search(evaluate, bounds, g, n: int = 20, seed: int = 0, cost_of=None, max_draws: int = 100_000,
+                  layout: str = "auto") -> Search:
+    """Evaluate `n` points drawn uniformly in `bounds` (plain bounds, see `_check_bounds` and `layout`, or a `Space` of knobs).
+    With `cost_of` (theta -> cost, cheap), only draws with cost <= g are evaluated (rejection sampling, at most `max_draws`
+    draws; if fewer than n meet g, the cheapest other draws fill the budget). `g` may hold one target per constraint."""
+    sp = _space(bounds, layout); b = sp.bounds; check_int("n", n, 1); g = _target(g)
     rng = np.random.default_rng(seed)
-    if cost_of is None: X = b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random((n, len(b)))
+    if cost_of is None: X = sp.snap(b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random((n, len(b))))
     else:
         keep, rest = [], []
+        gs = np.atleast_1d(g)
         for _ in range(check_int("max_draws", max_draws, n)):
-            x = b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random(len(b)); c = float(cost_of(x))
-            if not math.isfinite(c): raise ValueError(f"cost_of must return a finite number; got {c} at {x}")
-            (keep if c <= g else rest).append((c, x))
+            x = sp.snap(b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random(len(b))); c = np.atleast_1d(np.asarray(cost_of(sp.arg(x)), dtype=np.float64))
+            if not np.isfinite(c).all(): raise ValueError(f"cost_of must return a finite number; got {c} at {x}")
+            (keep if (c <= gs).all() else rest).append((float(np.max((c - gs) / np.maximum(np.abs(gs), 1e-12))), x))
             if len(keep) == n: break
         X = np.array([x for _, x in keep] + [x for _, x in sorted(rest, key=lambda t: t[0])[:n - len(keep)]])
-    res = [_evaluate(evaluate, x) for x in X]
-    return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "random")
+    res = [_evaluate(evaluate, x, g, sp.arg(x)) for x in X]
+    return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "random", sp)
 
-def bayes_opt(evaluate, bounds, g: float, n_init: int = 6, n_iter: int = 14, seed: int = 0, gamma: float | None = None,
-              L0: float | None = None, n_candidates: int = 2000, gp_iters: int = 50, warm_iters: int = 15, progress=None) -> Search:
-    "Constrained BO towards cost <= g (cEI), or with `gamma` the trade-off BO maximising A + gamma (L0 - cost) / L0."
-    b = _check_bounds(bounds); check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0); g = _target(g)
+def bayes_opt(evaluate, bounds, g, n_init: int = 6, n_iter: int = 14, seed: int = 0, gamma: float | None = None,
+              L0: float | None = None, n_candidates: int = 2000, gp_iters: int = 50, warm_iters: int = 15, progress=True,
+              layout: str = "auto") -> Search:
+    """Constrained BO towards cost <= g (cEI), or with `gamma` the trade-off BO maximising A + gamma (L0 - cost) / L0.
+    `evaluate(theta)` returns (objective, cost); `bounds` are plain bounds ((d, 2) rows, or BoTorch's (2, d): see `layout`)
+    or a `Space` of knobs (real, integer, choice; `evaluate` then gets a dict). `g` may hold one target per constraint
+    (`evaluate` then returns a cost per target; the acquisition multiplies their feasibility probabilities).
+    `progress`: True shows a bar, a function `progress(iteration)` is called after each, False neither."""
+    sp = _space(bounds, layout); b = sp.bounds; check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0); g = _target(g)
     if gamma is not None:
         if L0 is None: raise ValueError("the trade-off baseline needs gamma and the uncompressed cost L0 > 0")
+        if isinstance(g, tuple): raise ValueError("the trade-off baseline takes one constraint (one target g)")
         L0, gamma = _positive("the uncompressed cost L0", L0), _positive("gamma", gamma)
+    gs = np.atleast_1d(g)
     rng = np.random.default_rng(seed); torch.manual_seed(seed)
     lo, span = b[:, 0], b[:, 1] - b[:, 0]
+    unit = lambda x: (x - lo) / np.where(span > 0, span, 1)
     U = list(rng.random((n_init, len(b))))                        # points in the unit cube
-    res = [_evaluate(evaluate, lo + span * u) for u in U]
-    gp_f = gp_c = None
-    for it in range(n_iter):
-        obj, cost = np.array([r[0] for r in res]), np.array([r[1] for r in res])
+    if sp.typed: U = [unit(sp.snap(lo + span * u)) for u in U]   # on the knobs' grids
+    res = [_evaluate(evaluate, lo + span * u, g, sp.arg(lo + span * u)) for u in U]
+    gp_f, gp_c = None, [None] * len(gs)
+    for it in tqdm(range(n_iter), desc="bayes_opt", leave=False, disable=progress is not True):
+        obj, cost = np.array([r[0] for r in res]), np.array([r[1] for r in res]).reshape(len(res), -1)
         Ut = torch.tensor(np.array(U))
         cand = rng.random((n_candidates, len(b)))
         if gamma is None:
-            feas = cost <= g; best = obj[feas].max() if feas.any() else None
-            anchor = np.array(U)[feas][np.argmax(obj[feas])] if feas.any() else np.array(U)[np.argmin(cost)]
+            feas = (cost <= gs).all(1); best = obj[feas].max() if feas.any() else None
+            viol = ((cost - gs) / np.maximum(np.abs(gs), 1e-12)).max(1)
+            anchor = np.array(U)[feas][np.argmax(obj[feas])] if feas.any() else np.array(U)[np.argmin(viol)]
             cand = np.vstack([cand, np.clip(anchor + 0.05 * rng.standard_normal((n_candidates // 10, len(b))), 0, 1)])
+            if sp.typed: cand = unit(sp.snap(lo + span * cand))
             gp_f = GP(Ut, obj, gp_iters if gp_f is None else warm_iters, init=gp_f)
-            gp_c = GP(Ut, cost, gp_iters if gp_c is None else warm_iters, init=gp_c)
-            (mu_f, sd_f), (mu_c, sd_c) = gp_f.predict(cand), gp_c.predict(cand)
-            acq = log_constrained_ei(mu_f, sd_f, best, mu_c, sd_c, g)    # log a(theta): the same argmax, no underflow
+            gp_c = [GP(Ut, cost[:, k], gp_iters if gp_c[k] is None else warm_iters, init=gp_c[k]) for k in range(len(gs))]
+            (mu_f, sd_f), (mu_c, sd_c) = gp_f.predict(cand), gp_c[0].predict(cand)
+            acq = log_constrained_ei(mu_f, sd_f, best, mu_c, sd_c, gs[0])  # log a(theta): the same argmax, no underflow
+            for k in range(1, len(gs)): acq = acq + log_prob_feasible(*gp_c[k].predict(cand), gs[k])
         else:
-            score = obj + gamma * (L0 - cost) / L0
+            score = obj + gamma * (L0 - cost[:, 0]) / L0
             cand = np.vstack([cand, np.clip(np.array(U)[np.argmax(score)] + 0.05 * rng.standard_normal((n_candidates // 10, len(b))), 0, 1)])
+            if sp.typed: cand = unit(sp.snap(lo + span * cand))
             gp_f = GP(Ut, score, gp_iters if gp_f is None else warm_iters, init=gp_f)
             mu, sd = gp_f.predict(cand)
             acq = log_expected_improvement(mu, sd, score.max())
         u = cand[int(torch.argmax(acq))]
-        U.append(u); res.append(_evaluate(evaluate, lo + span * u))
-        if progress is not None: progress(it)
+        U.append(u); res.append(_evaluate(evaluate, lo + span * u, g, sp.arg(lo + span * u)))
+        if callable(progress): progress(it)
     X = lo + span * np.array(U)
-    return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "tradeoff" if gamma is not None else "cbo")
+    return Search(X, np.array([r[0] for r in res]), np.array([r[1] for r in res]), g, "tradeoff" if gamma is not None else "cbo", sp)
 
 # %% ../nbs/11_constraint_aware.ipynb #c1973f01
 def bisection_uniform(evaluate_rate: Callable[[float], tuple[float, float]], g: float, iters: int = 12) -> dict:

@@ -14,8 +14,8 @@ from .core import check_int, default_threads, get_device
 
 # %% auto #0
 __all__ = ['LAYER_TYPES', 'OP_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
-           'unpack_codes', 'latency_ms', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes', 'model_stats',
-           'latency_stats', 'check_input_shape', 'time_by_type', 'non_tensor_share', 'blob_bytes']
+           'unpack_codes', 'latency_ms', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes',
+           'check_input_shape', 'model_stats', 'latency_stats', 'time_by_type', 'non_tensor_share', 'blob_bytes']
 
 # %% ../nbs/05_measure.ipynb #8d9e1fd7
 def count_params(model: nn.Module, nonzero: bool = False) -> int:
@@ -161,14 +161,25 @@ def saved_tensor_bytes(model: nn.Module, x: torch.Tensor) -> dict:
     return {k: st.bytes[k] for k in ("activations", "parameters", "tensors")}
 
 # %% ../nbs/05_measure.ipynb #bb2d11ab
+def check_input_shape(model: nn.Module, input_shape) -> tuple:
+    "`input_shape` as a tuple (N, C, H, W) of positive ints that `model` accepts; else a ValueError saying why."
+    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 4 and all(isinstance(v, int) and v > 0 for v in input_shape)
+    if not ok: raise ValueError(f"input_shape must be (N, C, H, W), four positive ints; got {input_shape!r}")
+    c = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if c is not None and input_shape[1] != c: raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels; the model's first conv takes {c}: "
+                                                                   f"pass input_shape=({input_shape[0]}, {c}, H, W)")
+    return tuple(input_shape)
+
 def model_stats(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict:
-    "Parameters, non-zero parameters, MACs per image, fp32 bytes and peak activation bytes at batch 1."
+    "Parameters, non-zero parameters, MACs per image, fp32 bytes and peak activation bytes at batch 1 (`input_shape` (1, C, H, W) checked first)."
+    input_shape = check_input_shape(model, input_shape)
     return {"params": count_params(model), "nonzero_params": count_params(model, nonzero=True),
             "macs": count_macs(model, input_shape), "bytes_fp32": dense_bytes(model),
             "peak_act_bytes": peak_activation_bytes(model, input_shape)}
 
 def latency_stats(model: nn.Module, input_shape=(1, 1, 28, 28), batches=(1, 64), repeats: int = 20, device="cpu") -> dict:
     "Median latency (ms) at each batch size in `batches`."
+    input_shape = check_input_shape(model, input_shape)
     return {f"latency_ms_b{b}": latency_ms(model, (b, *input_shape[1:]), repeats=repeats, device=device) for b in batches}
 
 # %% ../nbs/05_measure.ipynb #c973314c
@@ -176,14 +187,6 @@ LAYER_TYPES = {nn.Conv2d: "conv", nn.Linear: "linear", nn.MaxPool2d: "pool", nn.
                nn.BatchNorm2d: "batchnorm", nn.LocalResponseNorm: "lrn"}
 OP_TYPES = {"relu": ("aten::relu", "aten::relu_"), "concat": ("aten::cat",)}   # counted by op: F.relu is no module
 TENSOR_TYPES = ("conv", "linear")                      # layers with tensor-like weights; the rest are the paper's non-tensor layers
-
-def check_input_shape(model: nn.Module, input_shape) -> tuple:
-    "`input_shape` as a tuple (N, C, H, W) of positive ints that `model` accepts; else a ValueError saying why."
-    ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 4 and all(isinstance(v, int) and v > 0 for v in input_shape)
-    if not ok: raise ValueError(f"input_shape must be (N, C, H, W), four positive ints; got {input_shape!r}")
-    c = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if c is not None and input_shape[1] != c: raise ValueError(f"input_shape {tuple(input_shape)} has {input_shape[1]} channels; the model's first conv takes {c}")
-    return tuple(input_shape)
 
 @torch.no_grad()
 def time_by_type(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3) -> dict:
