@@ -108,8 +108,7 @@ def slim(model: nn.Module, keep: dict, example=None) -> nn.Module:
         k = torch.as_tensor(k, dtype=torch.long)
         if k.ndim != 1 or len(k) == 0 or len(set(k.tolist())) != len(k) or k.min() < 0 or k.max() >= c:
             raise ValueError(f"keep[{n!r}] must be 1 to {c} distinct channel indices in 0..{c - 1}; got {k.tolist()}")
-    if _is_chain(model) and not _grouped(model): return _slim_chain(model, keep)
-    return _slim_graph(model, keep, example)
+    return _slim_chain(model, keep) if _plain_chain(model) else _slim_graph(model, keep, example)
 
 @torch.no_grad()
 def _slim_chain(model: nn.Module, keep: dict) -> nn.Module:
@@ -186,6 +185,12 @@ def _graph_pairs(model: nn.Module, example, dg=None) -> dict[str, str]:
         cons, prods = mods(dg.is_in_channel_pruning_fn), mods(dg.is_out_channel_pruning_fn)
         if len(cons) == 1 and prods == {m} and (c := next(iter(cons))) in name: pairs[name[c]] = n
     return pairs
+
+def _plain_chain(model: nn.Module) -> bool:
+    "A chain the package's own surgery handles: conv/BN/linear layers and BasicBlocks in `features` and `classifier`, no grouped conv."
+    if not _is_chain(model) or _grouped(model): return False
+    try: channel_pairs(model); return True
+    except TypeError: return False
 
 def removable_inputs(model: nn.Module, example=None) -> dict[str, str]:
     """The layers whose input channels can be removed on their own: consumer -> producer. A plain chain of the zoo needs

@@ -56,8 +56,10 @@ def test_bad_layer_and_structure(dg):
     m = get_model("resnet8", input_size=8, width=0.25)
     with pytest.raises(ValueError, match="not prunable by DCP; allowed: features.3.conv2"):
         dcp_prune(m, dg, CFG, layers=["features.3.conv1"])
-    with pytest.raises(TypeError, match="BasicBlocks"):
-        dcp_prune(get_model("inception-small", input_size=8), dg, CFG)
+    inc = get_model("inception-small", input_size=8, width=0.25).eval()       # Inception modules: the graph view, not a refusal
+    res = dcp_prune(inc, dg, CFG, layers=["features.11.b3.1.0"], progress=False)
+    assert len(res.keep["features.11.b3.1.0"]) < inc.get_submodule("features.11.b3.1.0").in_channels
+    with torch.no_grad(): assert torch.allclose(res.model.eval()(dg.test.x[:8]), res.masked(dg.test.x[:8]), atol=1e-5)
 
 
 def test_vgg16_of_the_cifar10_configuration_prunes():
