@@ -243,6 +243,10 @@ class Space:
     def __len__(self): return len(self.knobs)
     @property
     def bounds(self) -> np.ndarray: return np.array([[k.low, k.high] for k in self.knobs])
+    @property
+    def draw_bounds(self) -> np.ndarray:
+        "Where uniform draws are made: an integer or choice knob's range widened by 1/2 each side, so every grid value is equally likely."
+        return np.array([[k.low - 0.5, k.high + 0.5] if k.kind != "float" else [k.low, k.high] for k in self.knobs])
     def snap(self, X: np.ndarray) -> np.ndarray:
         "Points on the knobs' grids: integer and choice coordinates rounded (and kept in range)."
         X = np.array(X, dtype=np.float64)
@@ -285,7 +289,7 @@ def random_search(evaluate, bounds, g, n: int = 20, seed: int = 0, cost_of=None,
     """Evaluate `n` points drawn uniformly in `bounds` (plain bounds, see `_check_bounds` and `layout`, or a `Space` of knobs).
     With `cost_of` (theta -> cost, cheap), only draws with cost <= g are evaluated (rejection sampling, at most `max_draws`
     draws; if fewer than n meet g, the cheapest other draws fill the budget). `g` may hold one target per constraint."""
-    sp = _space(bounds, layout); b = sp.bounds; check_int("n", n, 1); g = _target(g)
+    sp = _space(bounds, layout); b = sp.draw_bounds; check_int("n", n, 1); g = _target(g)
     rng = np.random.default_rng(seed)
     if cost_of is None: X = sp.snap(b[:, 0] + (b[:, 1] - b[:, 0]) * rng.random((n, len(b))))
     else:
@@ -308,7 +312,7 @@ def bayes_opt(evaluate, bounds, g, n_init: int = 6, n_iter: int = 14, seed: int 
     or a `Space` of knobs (real, integer, choice; `evaluate` then gets a dict). `g` may hold one target per constraint
     (`evaluate` then returns a cost per target; the acquisition multiplies their feasibility probabilities).
     `progress`: True shows a bar, a function `progress(iteration)` is called after each, False neither."""
-    sp = _space(bounds, layout); b = sp.bounds; check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0); g = _target(g)
+    sp = _space(bounds, layout); b = sp.draw_bounds; check_int("n_init", n_init, 2); check_int("n_iter", n_iter, 0); g = _target(g)
     if gamma is not None:
         if L0 is None: raise ValueError("the trade-off baseline needs gamma and the uncompressed cost L0 > 0")
         if isinstance(g, tuple): raise ValueError("the trade-off baseline takes one constraint (one target g)")

@@ -66,11 +66,12 @@ class Dataset:
     def input_size(self) -> int: return self.train.sample_shape[-1]
     @classmethod
     def from_arrays(cls, x, y, num_classes: int | None = None, val: float = 0.1, test: float = 0.2, seed: int = 0,
-                    layout: str = "NCHW", name: str = "arrays") -> "Dataset":
+                    layout: str = "NCHW", name: str = "arrays", mean=None, std=None) -> "Dataset":
         """Your own images as a `Dataset`: `x` an array or tensor of N images (N, C, H, W), or (N, H, W, C) with
         `layout="NHWC"`, or (N, H, W) for one channel; `y` N integer labels in 0..num_classes-1 (default: max + 1).
-        Split by a seeded stratified split (`val`, `test` fractions) and normalised per channel with the training statistics."""
-        return _from_arrays(x, y, num_classes, val, test, seed, layout, name)
+        Split by a seeded stratified split (`val`, `test` fractions) and normalised per channel with the training
+        statistics, or with the `mean` and `std` a pretrained model expects (e.g. ImageNet's, for images in [0, 1])."""
+        return _from_arrays(x, y, num_classes, val, test, seed, layout, name, mean, std)
     @classmethod
     def from_tensors(cls, x: torch.Tensor, y: torch.Tensor, **kwargs) -> "Dataset":
         "`from_arrays` for tensors (detached and moved to the CPU first); the same keyword arguments."
@@ -81,11 +82,12 @@ class Dataset:
         return (f"Dataset({self.name!r}: train={len(self.train)}, val={len(self.val)}, test={len(self.test)}, "
                 f"{self.in_channels}x{self.input_size}x{self.input_size}, {self.num_classes} classes)")
 
-def _make_dataset(name, x, y, num_classes, val, test, seed, splits=None) -> Dataset:
-    "Split (or take given splits), normalise with the training statistics, wrap as a `Dataset`."
+def _make_dataset(name, x, y, num_classes, val, test, seed, splits=None, mean=None, std=None) -> Dataset:
+    "Split (or take given splits), normalise with the training statistics (or the given `mean` and `std`), wrap as a `Dataset`."
     x = torch.as_tensor(np.asarray(x, dtype=np.float32)); y = torch.as_tensor(np.asarray(y, dtype=np.int64))
     tr, va, te = splits if splits is not None else stratified_split(y.numpy(), val, test, seed)
-    mean = x[tr].mean(dim=(0, 2, 3)); std = x[tr].std(dim=(0, 2, 3)).clamp_min(1e-8)
+    mean = x[tr].mean(dim=(0, 2, 3)) if mean is None else torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+    std = x[tr].std(dim=(0, 2, 3)).clamp_min(1e-8) if std is None else torch.as_tensor(std, dtype=torch.float32).reshape(-1)
     x = (x - mean[None, :, None, None]) / std[None, :, None, None]
     mk = lambda i: Split(x[torch.as_tensor(i, dtype=torch.long)].contiguous(), y[torch.as_tensor(i, dtype=torch.long)].contiguous())
     return Dataset(name, mk(tr), mk(va), mk(te), num_classes, mean.tolist(), std.tolist())
@@ -112,7 +114,7 @@ def digits(seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
 # %% ../nbs/02_data.ipynb #1e6ad0c3
 LAYOUTS = ("NCHW", "NHWC")
 
-def _from_arrays(x, y, num_classes=None, val=0.1, test=0.2, seed=0, layout="NCHW", name="arrays") -> Dataset:
+def _from_arrays(x, y, num_classes=None, val=0.1, test=0.2, seed=0, layout="NCHW", name="arrays", mean=None, std=None) -> Dataset:
     check_choice("layout", layout, LAYOUTS)
     x = np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x); y = np.asarray(y.numpy() if isinstance(y, torch.Tensor) else y)
     if not np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_: raise TypeError(f"x must hold numbers; got dtype {x.dtype}")
@@ -130,7 +132,11 @@ def _from_arrays(x, y, num_classes=None, val=0.1, test=0.2, seed=0, layout="NCHW
     k = int(y.max()) + 1 if num_classes is None else check_int("num_classes", num_classes, 2)
     if y.min() < 0 or y.max() >= k: raise ValueError(f"labels must be in 0..{k - 1} (num_classes={k}); got {y.min()}..{y.max()}")
     if k < 2: raise ValueError("y must hold at least two classes")
-    return _make_dataset(name, x.astype(np.float32), y, k, val, test, seed)
+    for v, what in ((mean, "mean"), (std, "std")):
+        if v is not None and (np.asarray(v, dtype=np.float64).reshape(-1).shape != (x.shape[1],) or not np.isfinite(v).all()):
+            raise ValueError(f"{what} must be {x.shape[1]} finite numbers (one per channel); got {v!r}")
+    if std is not None and (np.asarray(std) <= 0).any(): raise ValueError(f"std must be > 0; got {std!r}")
+    return _make_dataset(name, x.astype(np.float32), y, k, val, test, seed, mean=mean, std=std)
 
 # %% ../nbs/02_data.ipynb #0b8f50cb
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .core import check_int, get_device
 from .models import BasicBlock
 from .data import Dataset, Loader
-from .prune import (LeastSquares, _grouped, _is_chain, channel_contributions, channel_pairs, cp_select, l1_keep,
+from .prune import (LeastSquares, _plain_chain, channel_contributions, channel_pairs, cp_select, l1_keep,
                                    make_permanent, refit_lstsq, removable_inputs, set_mask, slim, thinet_select)
 from .train import reestimate_bn
 
@@ -218,9 +218,10 @@ class GraphView:
     def __len__(self): return len(self.units)
     def unit_of(self, name: str) -> int:
         return next(i for i, u in enumerate(self.units) if any(name == b or name.startswith(b + ".") for b in u["blocks"]))
-    def _until(self, x, hooks: dict, stop: str | None):
-        "Run the network on `x` with forward `hooks` ({module name: hook}); stop after module `stop` (None: run to the end)."
-        hs = [self.net.get_submodule(n).register_forward_hook(h) for n, h in hooks.items()]
+    def _until(self, x, hooks: list, stop: str | None):
+        """Run the network on `x` with forward `hooks` ([(module name, hook)], run in that order, a module's output replaced by
+        what a hook returns); stop after module `stop` (None: run to the end)."""
+        hs = [self.net.get_submodule(n).register_forward_hook(h) for n, h in hooks]
         if stop is not None: hs.append(self.net.get_submodule(stop).register_forward_hook(lambda *a: (_ for _ in ()).throw(_Exit())))
         try: return self.net(x)
         except _Exit: return None
@@ -228,7 +229,7 @@ class GraphView:
             for h in hs: h.remove()
     def feats(self, x, pivots) -> dict:
         out = {}
-        hooks = {self.units[p]["out"]: (lambda m, i, o, p=p: out.__setitem__(p, o)) for p in pivots}
+        hooks = [(self.units[p]["out"], lambda m, i, o, p=p: out.__setitem__(p, o)) for p in pivots]
         self._until(x, hooks, self.units[max(pivots)]["out"])
         return out
     def layer_input(self, x, name: str, u: int):
@@ -239,25 +240,19 @@ class GraphView:
         finally: h.remove()
         return got[0], x                                           # the context: the network's input itself
     def layer_output(self, x, name: str, u: int):
-        got = {}; self._until(x, {name: lambda m, i, o: got.setdefault("o", o)}, name); return got["o"]
+        got = {}; self._until(x, [(name, lambda m, i, o: got.setdefault("o", o))], name); return got["o"]
     def rest(self, name: str, u: int, ctx, pv: int, head):
         def f(o, rows):
-            if head is None: return self._until(ctx[rows], {name: lambda m, i, out: o}, None)
-            got = {}
-            self._until(ctx[rows], {name: lambda m, i, out: o, self.units[pv]["out"]: lambda m, i, out: got.setdefault("h", out)},
+            if head is None: return self._until(ctx[rows], [(name, lambda m, i, out: o)], None)
+            got = {}                                   # the replacement first: the layer may itself end the head's unit
+            self._until(ctx[rows], [(name, lambda m, i, out: o), (self.units[pv]["out"], lambda m, i, out: got.setdefault("h", out))],
                         self.units[pv]["out"])
             return head(got["h"])
         return f
 
 def model_view(net: nn.Module, example: torch.Tensor) -> ChainView | GraphView:
     "A `ChainView` for a zoo chain whose forward is `classifier(features(x))` (checked on `example`), else a `GraphView`."
-    if _is_chain(net) and not _grouped(net):
-        try:
-            channel_pairs(net)
-            with torch.no_grad(): same = torch.equal(net(example), net.classifier(_run(model_units(net), example, 0, len(model_units(net)))))
-        except (RuntimeError, TypeError): same = False                   # Inception modules; pooling and flatten in `forward`
-        if same: return ChainView(net)
-    return GraphView(net, example)
+    return ChainView(net) if _plain_chain(net, example) else GraphView(net, example)
 
 @torch.no_grad()
 def stage_accuracy(net: nn.Module, view, head, pivot, split, device="cpu", batch_size: int = 500) -> float:

@@ -20,9 +20,9 @@ from .quant import (UNSUPPORTED, DoReFaActivation, DoReFaWeight, QuantizedLayer,
                                    replace_layers)
 
 # %% auto #0
-__all__ = ['ONE_PASS', 'FP_BITS', 'CALIB_VALUES', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level', 'check_finite',
-           'lq_quantize', 'bit_planes', 'bitwise_dot', 'b_step_bruteforce', 'check_qem_args', 'v_step', 'qem_v_step',
-           'qem_step', 'quant_error', 'qem_pass', 'uniform_basis', 'uniform_quantize', 'uniform_step',
+__all__ = ['ONE_PASS', 'FP_BITS', 'CALIB_VALUES', 'SIGNED_SHARE', 'code_matrix', 'lq_levels', 'midpoints', 'nearest_level',
+           'check_finite', 'lq_quantize', 'bit_planes', 'bitwise_dot', 'b_step_bruteforce', 'check_qem_args', 'v_step',
+           'qem_v_step', 'qem_step', 'quant_error', 'qem_pass', 'uniform_basis', 'uniform_quantize', 'uniform_step',
            'fit_uniform_scale', 'LQQuantizer', 'LQConfig', 'layer_inputs', 'calibration_inputs', 'lq_model',
            'calibrate', 'export_lq', 'load_lq', 'export_size']
 
@@ -398,21 +398,27 @@ def calibration_inputs(model: nn.Module, x: torch.Tensor, names=None, most: int 
     names = list(names) if names is not None else quantizable_layers(model, keep_first_last=True, example=x[:2])
     return {n: _sample(a, most) for n, a in layer_inputs(model, names, x).items()}
 
+SIGNED_SHARE = 0.01   # 'auto': signed codes when at least this share of a layer's calibration inputs is negative
+
+def _negative(sample: torch.Tensor) -> bool: return bool((sample < 0).double().mean() >= SIGNED_SHARE)
+
 def _activation_sign(cfg: LQConfig, sample: torch.Tensor | None) -> bool | None:
-    "Signed activation codes? From the config, or ('auto') from whether the calibration sample has negative values (None: not known yet)."
+    """Signed activation codes? From the config, or ('auto') from whether at least `SIGNED_SHARE` of the calibration sample
+    is negative (signed grids have no zero level, so a stray negative value is not worth half the levels; None: not known yet)."""
     if cfg.a_signed != "auto": return cfg.a_signed == "signed"
-    return None if sample is None else bool((sample < 0).any())
+    return None if sample is None else _negative(sample)
 
 def lq_model(model: nn.Module, cfg: LQConfig, calib: torch.Tensor | dict | None = None,
              filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
     """A copy of `model` whose chosen layers quantize weights and input activations as `cfg` says. The layers: `cfg.layers`, or
-    every Conv2d/Linear but the first and the last *to run* (with `calib` images; else in definition order), kept where
-    `filter_fn(module, name)` is True. `calib`: images, or `calibration_inputs` computed once, whose activations set the
+    the layers of a `calibration_inputs` dict, or every Conv2d/Linear but the first and the last *to run* (with `calib`
+    images; else in definition order), kept where `filter_fn(module, name)` is True. `calib`: images, or `calibration_inputs` computed once, whose activations set the
     initial activation grids of 'lq' and 'uniform' (and, with `a_signed='auto'`, their sign); without them call `calibrate`."""
     if not isinstance(cfg, LQConfig): raise TypeError(f"cfg must be an LQConfig; got {type(cfg).__name__}")
     allowed = quantizable_layers(model)                                 # (refuses what is not an eager nn.Module)
     example = calib[:2] if isinstance(calib, torch.Tensor) else None
-    if cfg.layers is None: names = quantizable_layers(model, keep_first_last=True, example=example, filter_fn=filter_fn)
+    if cfg.layers is None and isinstance(calib, dict): names = [n for n in calib if filter_fn is None or filter_fn(model.get_submodule(n), n)]
+    elif cfg.layers is None: names = quantizable_layers(model, keep_first_last=True, example=example, filter_fn=filter_fn)
     else: names = [n for n in cfg.layers if n not in allowed or filter_fn is None or filter_fn(model.get_submodule(n), n)]
     other = sorted({type(m).__name__ for m in model.modules() if isinstance(m, UNSUPPORTED)})
     if not names:
@@ -473,7 +479,7 @@ def calibrate(model: nn.Module, data, steps: int = 4, batch_size: int = 64) -> n
     for n, m in qs.items():
         q, sample = m.act_q, _sample(torch.cat([a.reshape(-1) for a in got[n]]), CALIB_VALUES)
         check_finite(sample, f"the inputs of {n}")
-        if getattr(q, "auto_sign", False): q.signed, q.auto_sign = bool((sample < 0).any()), False
+        if getattr(q, "auto_sign", False): q.signed, q.auto_sign = _negative(sample), False
         q.init_from(sample.to(q.basis)) if not (q.scale_only or q.frozen) else q.init_uniform(sample.to(q.basis))
     return model
 

@@ -99,8 +99,9 @@ def _take(mod: nn.Module, attr: str, idx: torch.Tensor, dim: int = 0):
     else: setattr(mod, attr, v)
 
 def slim(model: nn.Module, keep: dict, example=None) -> nn.Module:
-    """A smaller copy of `model` keeping input channels `keep[consumer]` (indices) of each named consumer (see
-    `removable_inputs`); `example` (a batch, or one input's shape) is needed for models that are not plain chains."""
+    """A smaller copy of `model` keeping input channels `keep[consumer]` (a dict: consumer name -> kept indices) of each named
+    consumer (see `removable_inputs`). `example`: an input batch, or one input's shape (C, H, W), that the model is traced
+    on; needed for models that are not plain chains of the zoo."""
     pairs = removable_inputs(model, example)
     for n, k in keep.items():
         if n not in pairs: raise ValueError(f"layer {n!r} has no removable input channels; allowed: {', '.join(pairs)}")
@@ -108,7 +109,7 @@ def slim(model: nn.Module, keep: dict, example=None) -> nn.Module:
         k = torch.as_tensor(k, dtype=torch.long)
         if k.ndim != 1 or len(k) == 0 or len(set(k.tolist())) != len(k) or k.min() < 0 or k.max() >= c:
             raise ValueError(f"keep[{n!r}] must be 1 to {c} distinct channel indices in 0..{c - 1}; got {k.tolist()}")
-    return _slim_chain(model, keep) if _plain_chain(model) else _slim_graph(model, keep, example)
+    return _slim_chain(model, keep) if _plain_chain(model, example) else _slim_graph(model, keep, example)
 
 @torch.no_grad()
 def _slim_chain(model: nn.Module, keep: dict) -> nn.Module:
@@ -186,19 +187,29 @@ def _graph_pairs(model: nn.Module, example, dg=None) -> dict[str, str]:
         if len(cons) == 1 and prods == {m} and (c := next(iter(cons))) in name: pairs[name[c]] = n
     return pairs
 
-def _plain_chain(model: nn.Module) -> bool:
-    "A chain the package's own surgery handles: conv/BN/linear layers and BasicBlocks in `features` and `classifier`, no grouped conv."
+@torch.no_grad()
+def _plain_chain(model: nn.Module, example=None) -> bool:
+    """A chain the package's own surgery handles: conv/BN/linear layers and BasicBlocks in `features` and `classifier`, no
+    grouped conv; with `example`, also checked to compute `classifier(features(x))` (a `forward` that pools, flattens or
+    mixes in between goes through the graph)."""
     if not _is_chain(model) or _grouped(model): return False
-    try: channel_pairs(model); return True
+    try: channel_pairs(model)
     except TypeError: return False
+    if example is None: return True
+    x, was = _example(example, model), model.training
+    try:
+        model.eval(); return torch.equal(model(x), model.classifier(model.features(x)))
+    except (RuntimeError, TypeError): return False
+    finally: model.train(was)
 
 def removable_inputs(model: nn.Module, example=None) -> dict[str, str]:
-    """The layers whose input channels can be removed on their own: consumer -> producer. A plain chain of the zoo needs
-    no `example`; any other model is traced on `example` (a batch, or one input's shape such as (3, 32, 32))."""
-    if _is_chain(model) and not _grouped(model):
-        try: return {c: p for c, (p, _) in channel_pairs(model).items()}
-        except TypeError as err:
-            if example is None: raise TypeError(f"{err}; pass example=(C, H, W) (one input's shape) to trace any other model") from None
+    """The layers whose input channels can be removed on their own: consumer -> producer. `example` (a batch, or one input's
+    shape such as (3, 32, 32)) is what the model is traced on; a plain chain of the zoo needs none (without it, a chain is
+    taken to compute `classifier(features(x))`)."""
+    if _plain_chain(model, example): return {c: p for c, (p, _) in channel_pairs(model).items()}
+    if example is None and _is_chain(model) and not _grouped(model):
+        try: channel_pairs(model)
+        except TypeError as err: raise TypeError(f"{err}; pass example=(C, H, W) (one input's shape) to trace any other model") from None
     if example is None:
         raise ValueError(f"{type(model).__name__} is not a conv/BN/linear chain: pass example=(C, H, W) (one input's shape) or an input batch "
                          "so that its graph can be traced")
@@ -213,18 +224,20 @@ def _slim_graph(model: nn.Module, keep: dict, example) -> nn.Module:
     return out
 
 # %% ../nbs/08_prune.ipynb #114b6dca
-def save_slim(path, model: nn.Module, keep: dict, example=None) -> Path:
+def save_slim(path: str | Path, model: nn.Module, keep: dict, example=None) -> Path:
     """Save the slimmed `model` (weights), the `keep` it was slimmed with, and the input shape of `example` (None for a plain
     chain) to `path`, written atomically; `load_slim` rebuilds it."""
+    if example is None and not _plain_chain(model):
+        raise ValueError("save_slim needs example=(C, H, W) for a model that is not a plain chain: load_slim traces the fresh model on it")
     shape = None if example is None else tuple(_example(example, model).shape[1:])
     keep = {n: [int(i) for i in k] for n, k in keep.items()}
     return atomic_torch_save({"format": "compress-papers/slim-1", "keep": keep, "input_shape": shape, "state_dict": model.state_dict()}, path)
 
-def load_slim(path, model: nn.Module) -> nn.Module:
+def load_slim(path: str | Path | dict, model: nn.Module) -> nn.Module:
     "A model saved by `save_slim`, rebuilt from `model` (a fresh instance of the original architecture): slimmed, then its weights loaded."
     d = torch.load(path, map_location="cpu", weights_only=True) if not isinstance(path, dict) else path
     if not (isinstance(d, dict) and d.get("format") == "compress-papers/slim-1"):
-        raise ValueError(f"{path} was not written by save_slim (no 'compress-papers/slim-1' format entry)")
+        raise ValueError(f"{path if not isinstance(path, dict) else 'the dict'} was not written by save_slim (no 'compress-papers/slim-1' format entry)")
     out = slim(model, d["keep"], d["input_shape"])
     try: out.load_state_dict(d["state_dict"])
     except RuntimeError as err: raise ValueError(f"the weights in {path} do not fit {type(model).__name__} slimmed with their kept channels: "

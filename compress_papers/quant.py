@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_quant.ipynb #3dd2cee5
 from __future__ import annotations
-import copy
+import copy, warnings
 from typing import Callable
 
 import torch
@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from .core import check_int
 
 # %% auto #0
-__all__ = ['UNSUPPORTED', 'ste', 'relative_error', 'check_bits', 'quantize_uniform', 'DoReFaWeight', 'DoReFaActivation',
-           'QuantizedLayer', 'execution_order', 'quantizable_layers', 'replace_layers']
+__all__ = ['UNSUPPORTED', 'READS_WEIGHTS', 'ste', 'relative_error', 'check_bits', 'quantize_uniform', 'DoReFaWeight',
+           'DoReFaActivation', 'QuantizedLayer', 'execution_order', 'quantizable_layers', 'replace_layers']
 
 # %% ../nbs/07_quant.ipynb #2de2465a
 def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -76,10 +76,13 @@ class QuantizedLayer(nn.Module):
 # %% ../nbs/07_quant.ipynb #b5f5129d
 UNSUPPORTED = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
+READS_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
 def _in_attention(model: nn.Module) -> set:
-    "Linear layers owned by an `nn.MultiheadAttention`, which reads their weights directly instead of calling them."
-    return {f"{n}.{c}" if n else c for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
-            for c, _ in m.named_children()}
+    """Linear layers inside `nn.MultiheadAttention` or a torch Transformer layer: attention reads its projections' weights
+    directly, and a Transformer layer's fast path (eval, no gradient) reads every weight directly, so a wrapper would break."""
+    return {f"{n}.{c}" if n else c for n, m in model.named_modules() if isinstance(m, READS_WEIGHTS)
+            for c, l in m.named_modules() if c and isinstance(l, nn.Linear)}
 
 def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     "Names of the modules of `model` in the order their forward first starts on `example` (eval mode, no gradient); unused ones left out."
@@ -106,6 +109,8 @@ def quantizable_layers(model: nn.Module, keep_first_last: bool = False, example:
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError("model is a scripted (TorchScript) module, whose layers cannot be replaced: pass the eager nn.Module")
     skip = _in_attention(model)
+    if skip: warnings.warn(f"{len(skip)} Linear layers inside attention or Transformer layers stay at full precision (they read their "
+                           "weights directly, bypassing a wrapper)", stacklevel=2)
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n not in skip]
     if example is not None: names = [n for n in execution_order(model, example) if n in set(names)]
     names = names[1:-1] if keep_first_last else names

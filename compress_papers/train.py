@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import (atomic_torch_save, cache_root, check_choice, check_int, config_hash,
                                   cpu_kernels, dist_rank_world, get_device, set_seed)
-from .data import DATASETS, Dataset, FolderSplit, Loader, Split, as_loader, get_data
+from .data import DATASETS, Dataset, FolderSplit, Loader, Split, TorchLoader, as_loader, get_data
 from .models import MODELS, get_model, model_for
 
 # %% auto #0
@@ -96,7 +96,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
 
 # %% ../nbs/04_train.ipynb #d51a21a8
 @torch.no_grad()
-def evaluate(model: nn.Module, data, device="cpu", batch_size: int = 500) -> dict:
+def evaluate(model: nn.Module, data: "Split | FolderSplit | Loader | TorchLoader | torch.utils.data.DataLoader", device="cpu",
+             batch_size: int = 500) -> dict:
     "Mean cross-entropy loss and accuracy of `model` on `data`: a split, a `Loader` or a torch `DataLoader` (see `as_loader`)."
     device = get_device(device)
     loader = as_loader(data, batch_size, device)
@@ -111,10 +112,13 @@ def evaluate(model: nn.Module, data, device="cpu", batch_size: int = 500) -> dic
     return {"loss": loss / n, "acc": correct / n}
 
 @torch.no_grad()
-def correct_mask(model: nn.Module, data, device="cpu", batch_size: int = 500) -> torch.Tensor:
+def correct_mask(model: nn.Module, data: "Split | FolderSplit | Loader | TorchLoader | torch.utils.data.DataLoader", device="cpu",
+                 batch_size: int = 500) -> torch.Tensor:
     "Which images of `data` `model` classifies correctly: a bool vector on the CPU in the data's order (what paired tests compare)."
     device = get_device(device)
     loader = as_loader(data, batch_size, device)
+    if getattr(loader, "shuffle", False) or isinstance(getattr(getattr(loader, "loader", None), "sampler", None), torch.utils.data.RandomSampler):
+        raise ValueError("correct_mask needs the images in a fixed order (paired tests compare image by image): pass an unshuffled loader")
     was_training = model.training; model.eval()
     try: return torch.cat([(model(x.to(device)).argmax(1) == y.to(device)).cpu() for x, y in loader])
     finally: model.train(was_training)
@@ -131,7 +135,7 @@ def _ddp(model: nn.Module, device: torch.device):
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return net, lambda: [setattr(p, name, bn) for p, name, bn in swaps]
 
-def fit(model: nn.Module, train, epochs: int, opt: torch.optim.Optimizer, sched=None, val: Split | None = None,
+def fit(model: nn.Module, train: "Loader | TorchLoader | torch.utils.data.DataLoader", epochs: int, opt: torch.optim.Optimizer, sched=None, val: Split | None = None,
         device="cpu", start_epoch: int = 0, history: list | None = None, on_epoch_end=None, progress: bool = True,
         loss_fn=F.cross_entropy) -> list[dict]:
     """Train `model` on `train` (a `Loader` or a torch `DataLoader`) from `start_epoch` to `epochs`; returns the history (one
