@@ -120,6 +120,15 @@ PAPERS = {p.name: p for p in [
               "all": {"models": ["resnet20"], "sweep_model": "vgg-small"},
               "full": {"epochs": 20, "refresh": 3500, "lrs": [0.01, 0.001], "hard_lams": [0.1, 1.0], "train_limit": None, "kmeans_seeds": [0, 1, 2], "trace_every": 100}}},
           datasets=("mnist5k", "cifar10")),
+    Paper("compose", "21_compose.ipynb", "Composition: DCP channels and LQ bits under a measured budget (this project)",
+          {"budgets": {"bytes-tight": {"bytes": 0.13}, "bytes-loose": {"bytes": 0.3}, "latency": {"latency_ms": 0.85}},
+           "evaluations": 8, "n_init": 2, "select_images": 128, "head_steps": 30, "finetune_images": 512, "final_images": 1536,
+           "project_steps": 3, "val_images": 500, "latency_rounds": 7}, 360,
+          on_data={"cifar10": {   # the CIFAR ResNet-56 (full width), longer searches and fine-tunes (GPU)
+              "all": {"model_name": "resnet56", "width": 1.0, "latency_batch": 64},
+              "full": {"evaluations": 30, "rounds": 3, "n_init": 4, "select_images": 512, "head_steps": 200, "finetune_images": 20000,
+                       "final_images": None, "final_epochs": 10, "project_steps": 4, "val_images": 1000}}},
+          datasets=("mnist5k", "cifar10")),
 ]}
 
 PLANNED = {
@@ -394,6 +403,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="folder with the dataset files")
     t.add_argument("--width", type=float, default=None, help="width multiplier (default: the model's reference width)")
     t.add_argument("--cache", default=None, help="checkpoint cache folder (default: .cache/ in the project)")
+    c = sub.add_parser("compress", help="compress a model to a budget: DCP channels and LQ bits per layer, chosen by constrained BO (notebook 21)")
+    c.add_argument("model", help="a zoo model (e.g. resnet20; reference weights trained on first use) or package.module:factory returning a trained nn.Module")
+    c.add_argument("--bytes", type=float, default=None, help="budget: bytes of the exported model")
+    c.add_argument("--latency-ms", type=float, default=None, help="budget: ms per forward pass at --latency-batch on one thread")
+    c.add_argument("--fraction", action="store_true", help="read the budgets as fractions of the uncompressed costs")
+    c.add_argument("--methods", nargs="+", default=["dcp", "lq"], help="dcp, lq or both (default)")
+    c.add_argument("--evaluations", type=int, default=10, help="fine-tuned evaluations of the search")
+    c.add_argument("--rounds", type=int, default=2, help="cooling rounds")
+    c.add_argument("--latency-batch", type=int, default=32)
+    c.add_argument("--data", default="mnist5k", choices=DATASETS)
+    c.add_argument("--data-root", default=None, help="folder with the dataset files")
+    c.add_argument("--size", default="full", choices=("smoke", "full"), help="a zoo model's reference training")
+    c.add_argument("--width", type=float, default=None, help="a zoo model's width multiplier")
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None, help="output folder (default: compressed/<model>)")
     rep = sub.add_parser("report", help="rebuild REPORT.md from saved results, without running anything")
     rep.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     return ap
@@ -435,6 +460,9 @@ def main(argv=None) -> int:
         print(f"{len(diffs)} difference(s) between {args.a} and {args.b}" + (" (verdicts and numbers)" if args.exact else " (verdicts)"))
         return 1 if diffs else 0
     if args.cmd == "train": return train_main(args, ap)
+    if args.cmd == "compress":   # the one command that runs a paper module (the composition), imported on use
+        from compress_papers.compose import compress_main
+        return compress_main(args, ap)
     if args.cmd == "report":
         print(write_report(args.out or figures_root(), order=list(PAPERS), titles={k: v.title for k, v in PAPERS.items()}))
         if args.out is None: print("README blocks updated:", ", ".join(update_readme()) or "none")
