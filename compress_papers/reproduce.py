@@ -122,7 +122,7 @@ PAPERS = {p.name: p for p in [
           datasets=("mnist5k", "cifar10")),
     Paper("compose", "21_compose.ipynb", "Composition: DCP channels and LQ bits under a measured budget (this project)",
           {"budgets": {"bytes-tight": {"bytes": 0.13}, "bytes-loose": {"bytes": 0.3}, "latency": {"latency_ms": 0.85}},
-           "evaluations": 8, "n_init": 2, "select_images": 128, "head_steps": 30, "finetune_images": 512, "final_images": 1536,
+           "evaluations": 8, "n_init": 2, "select_images": 128, "head_steps": 30, "finetune_images": 512, "final_images": 1024,
            "project_steps": 3, "val_images": 500, "latency_rounds": 7}, 360,
           on_data={"cifar10": {   # the CIFAR ResNet-56 (full width), longer searches and fine-tunes (GPU)
               "all": {"model_name": "resnet56", "width": 1.0, "latency_batch": 64},
