@@ -122,8 +122,8 @@ PAPERS = {p.name: p for p in [
           datasets=("mnist5k", "cifar10")),
     Paper("compose", "21_compose.ipynb", "Composition: DCP channels and LQ bits under a measured budget (this project)",
           {"budgets": {"bytes-tight": {"bytes": 0.115}, "bytes-loose": {"bytes": 0.3}, "joint": {"bytes": 0.115, "latency_ms": 0.85}},
-           "evaluations": 6, "n_init": 2, "select_images": 128, "head_steps": 30, "finetune_images": 512, "final_images": 1024,
-           "project_steps": 2, "val_images": 500, "latency_rounds": 7}, 360,
+           "evaluations": 6, "n_init": 2, "select_images": 96, "head_steps": 20, "finetune_images": 512, "final_images": 1024,
+           "project_steps": 2, "val_images": 500, "latency_rounds": 5}, 360,
           on_data={"cifar10": {   # the CIFAR ResNet-56 (full width), longer searches and fine-tunes (GPU)
               "all": {"model_name": "resnet56", "width": 1.0, "latency_batch": 64},
               "full": {"evaluations": 30, "rounds": 3, "n_init": 4, "select_images": 512, "head_steps": 200, "finetune_images": 20000,
