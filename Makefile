@@ -25,7 +25,7 @@ CROSS ?= baselines
 # Library tests: two pytest workers (a file each at a time), one thread each
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: all venv reproduce test test-fast sync-check nbtest pytest smoke docs docs-test browser lab export clean
+.PHONY: all venv reproduce test test-fast sync-check nbtest pytest smoke docs docs-test browser qemu lab export clean
 
 all: test
 
@@ -63,7 +63,7 @@ sync-check: $(STAMP)
 nbtest: $(STAMP)
 	env $(PIN) $(BIN)/nbdev_test --n_workers 2 --skip_file_re '^([_.]|1[0-9]_|21_)'
 
-pytest: $(STAMP)
+pytest: $(STAMP) qemu
 	env $(PIN) COMPRESS_PAPERS_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS) --ignore=tests/browser tests
 
 # Every experiment notebook once at smoke size through the real runner (it fails if a notebook fails), then the
@@ -92,6 +92,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get install -y -q chromium chromium-driver >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
 	  else echo "the browser test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; fi; }
+
+# Debian's qemu-user, installed when missing (as root; otherwise the cross-vendor test is skipped): tests/test_cross_vendor.py
+# runs a probe under an emulated Intel CPU and checks that it computes the same bits as this processor
+qemu:
+	@command -v qemu-x86_64 >/dev/null || [ "$$(uname -m)" != x86_64 ] || { \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q qemu-user >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q qemu-user >/dev/null; }; \
+	  else echo "note: tests/test_cross_vendor.py is skipped without qemu-x86_64: sudo apt-get install qemu-user"; fi; }
 
 ## JupyterLab on nbs/ with the project's environment (installs JupyterLab on first use).
 lab: $(STAMP)

@@ -12,23 +12,34 @@ from typing import Callable
 
 import numpy as np
 import torch
-import gpytorch
 from tqdm.auto import tqdm
 
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'LAYOUTS', 'KNOB_KINDS', 'one_thread', 'GP', 'log_h', 'log_expected_improvement', 'expected_improvement',
-           'log_prob_feasible', 'prob_feasible', 'log_constrained_ei', 'constrained_ei', 'cooling_schedule', 'Search',
-           'Knob', 'Space', 'random_search', 'bayes_opt', 'bisection_uniform', 'constraint_aware']
+__all__ = ['SCHEDULES', 'LAYOUTS', 'KNOB_KINDS', 'matern52', 'one_thread', 'adam', 'GP', 'log_h', 'log_expected_improvement',
+           'expected_improvement', 'log_prob_feasible', 'prob_feasible', 'log_constrained_ei', 'constrained_ei',
+           'cooling_schedule', 'Search', 'Knob', 'Space', 'random_search', 'bayes_opt', 'bisection_uniform',
+           'constraint_aware']
 
 # %% ../nbs/11_constraint_aware.ipynb #fcba7767
-class _ExactGP(gpytorch.models.ExactGP):
-    def __init__(self, X, y, likelihood):
-        super().__init__(X, y, likelihood)
-        self.mean = gpytorch.means.ConstantMean()
-        self.cov = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=X.shape[1]))
-    def forward(self, x): return gpytorch.distributions.MultivariateNormal(self.mean(x), self.cov(x))
+_SQRT5 = math.sqrt(5.0)
+
+def matern52(X1: torch.Tensor, X2: torch.Tensor, lengthscale: torch.Tensor, outputscale: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    "s · (1 + √5 d + 5/3 d²) exp(-√5 d), d the distance between the rows of X1 and X2 scaled by one length-scale per column."
+    a, b = (X1 - centre) / lengthscale, (X2 - centre) / lengthscale   # centred first (as gpytorch does): smaller squared norms
+    d2 = (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(1e-30)
+    d = d2.sqrt()
+    return outputscale * (1 + _SQRT5 * d + 5.0 / 3.0 * d2) * torch.exp(-_SQRT5 * d)
+
+def _cholesky(K: torch.Tensor) -> torch.Tensor:
+    "Cholesky factor of K, adding 1e-8, 1e-7, 1e-6 to the diagonal if it fails (as gpytorch's float64 jitter)."
+    L, info = torch.linalg.cholesky_ex(K)
+    for jitter in (1e-8, 1e-7, 1e-6):
+        if info == 0: break
+        L, info = torch.linalg.cholesky_ex(K + jitter * torch.eye(len(K), dtype=K.dtype))
+    if info != 0: raise ValueError("the GP's covariance is not positive definite even with jitter: are the observations finite and distinct?")
+    return L
 
 @contextmanager
 def one_thread():
@@ -37,31 +48,57 @@ def one_thread():
     try: yield
     finally: torch.set_num_threads(n)
 
+def adam(fn: Callable, theta: torch.Tensor, iters: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
+    """Minimise `fn(theta)` by `iters` Adam steps from `theta` (a flat tensor, updated in place): torch.optim.Adam's update,
+    written out for one tensor (the optimiser's own bookkeeping cost as much as a whole GP likelihood here)."""
+    b1, b2 = betas
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    theta.requires_grad_(True)
+    for t in range(1, iters + 1):
+        g, = torch.autograd.grad(fn(theta), theta)
+        with torch.no_grad():
+            m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            theta.addcdiv_(m, (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps), value=-lr / (1 - b1 ** t))
+    return theta.detach()
+
 class GP:
-    "A GP regression of y on X (n, d): Matern 5/2 ARD, standardised targets, fitted by marginal likelihood."
+    """A GP regression of y on X (n, d): constant mean, Matern 5/2 ARD kernel with an output scale, Gaussian noise above
+    `noise_floor`, standardised targets; hyper-parameters fitted by `iters` Adam steps (`lr`) on the marginal likelihood,
+    starting from `init`'s (a previous fit on as many columns) or from 0 (softplus(0) = 0.69 for each scale)."""
     def __init__(self, X, y, iters: int = 50, lr: float = 0.1, noise_floor: float = 1e-5, init: "GP | None" = None):
         with one_thread(): self._fit(X, y, iters, lr, noise_floor, init)
+
+    def _hypers(self, raw: torch.Tensor) -> tuple:
+        """(constant mean, length-scales, output scale, noise) from the flat unconstrained vector `raw` = [m, raw length-scales
+        (d), raw output scale, raw noise]; softplus makes the scales positive, as in gpytorch."""
+        sp = torch.nn.functional.softplus
+        return raw[0], sp(raw[1:-2]), sp(raw[-2]), sp(raw[-1]) + self.noise_floor
+
+    def neg_mll(self, raw: torch.Tensor) -> torch.Tensor:
+        "-log p(y | X) / n at the parameters `raw`: ½ (r^T K_y^-1 r + log|K_y| + n log 2π) / n, r = y - m, K_y = K + σ² I."
+        m, ls, s, noise = self._hypers(raw)
+        n = len(self.y)
+        L = _cholesky(matern52(self.X, self.X, ls, s, self.centre) + noise * self._eye)
+        r = (self.y - m)[:, None]
+        quad = torch.cholesky_solve(r, L).mul(r).sum()
+        return 0.5 * (quad + 2 * L.diagonal().log().sum() + n * math.log(2 * math.pi)) / n
 
     def _fit(self, X, y, iters, lr, noise_floor, init):
         X, y = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
         if X.ndim != 2 or len(X) != len(y) or len(y) < 2: raise ValueError(f"GP needs X (n, d) and y (n,) with n >= 2; got {tuple(X.shape)}, {tuple(y.shape)}")
         if not torch.isfinite(y).all(): raise ValueError("GP targets must be finite (no NaN or inf)")
-        self.X, self.mu, self.sd = X, y.mean(), y.std().clamp_min(1e-9)
-        self.y = (y - self.mu) / self.sd
-        self.lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(noise_floor)).double()
-        self.model = _ExactGP(X, self.y, self.lik).double()
-        if init is not None and init.X.shape[1] == X.shape[1]:   # warm start from the previous fit's hyper-parameters
-            self.model.load_state_dict(init.model.state_dict(), strict=False)
-        self.model.train(); self.lik.train()
-        opt = torch.optim.Adam(self.model.parameters(), lr=lr)
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.lik, self.model)
-        for _ in range(iters):
-            opt.zero_grad(); loss = -mll(self.model(X), self.model.train_targets); loss.backward(); opt.step()
-        self.model.eval(); self.lik.eval()
+        if not torch.isfinite(X).all(): raise ValueError("GP inputs must be finite (no NaN or inf)")
+        self.X, self.mu, self.sd, self.noise_floor = X, y.mean(), y.std().clamp_min(1e-9), noise_floor
+        self.y, self.centre, self._eye = (y - self.mu) / self.sd, X.mean(0), torch.eye(len(X), dtype=torch.float64)
+        warm = init is not None and init.X.shape[1] == X.shape[1]
+        raw = init.raw.clone() if warm else torch.zeros(X.shape[1] + 3, dtype=torch.float64)   # warm start, or softplus(0)
+        self.raw = adam(self.neg_mll, raw, iters, lr)
+        self.constant, self.lengthscale, self.outputscale, self.noise = self._hypers(self.raw)
         with torch.no_grad():   # the posterior's ingredients: L L^T = K + sigma^2 I, alpha = (K + sigma^2 I)^-1 (y - m)
-            K = self.model.cov(X).to_dense() + self.lik.noise * torch.eye(len(X), dtype=torch.float64)
-            self.L = torch.linalg.cholesky(K)
-            self.alpha = torch.cholesky_solve((self.y - self.model.mean.constant)[:, None], self.L)
+            self.L = _cholesky(self.kernel(X, X) + self.noise * self._eye)
+            self.alpha = torch.cholesky_solve((self.y - self.constant)[:, None], self.L)
+
+    def kernel(self, X1, X2) -> torch.Tensor: return matern52(X1, X2, self.lengthscale, self.outputscale, self.centre)
 
     @torch.no_grad()
     def predict(self, Xc) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,11 +106,15 @@ class GP:
         with one_thread(): return self._predict(torch.as_tensor(Xc, dtype=torch.float64))
 
     def _predict(self, Xc):
-        Ks = self.model.cov(Xc, self.X).to_dense()                      # k(x, X)
-        mean = self.model.mean.constant + (Ks @ self.alpha)[:, 0]        # m + k(x,X)(K + s^2 I)^-1 (y - m)
+        Ks = self.kernel(Xc, self.X)                                    # k(x, X)
+        mean = self.constant + (Ks @ self.alpha)[:, 0]                  # m + k(x,X)(K + s^2 I)^-1 (y - m)
         v = torch.linalg.solve_triangular(self.L, Ks.T, upper=False)
-        var = self.model.cov.outputscale - v.pow(2).sum(0)              # k(x,x) - k(x,X)(K + s^2 I)^-1 k(X,x)
+        var = self.outputscale - v.pow(2).sum(0)                        # k(x,x) - k(x,X)(K + s^2 I)^-1 k(X,x)
         return mean * self.sd + self.mu, var.clamp_min(1e-18).sqrt() * self.sd
+
+    def __repr__(self):
+        return (f"GP(n={len(self.X)}, d={self.X.shape[1]}, lengthscale={[round(float(v), 3) for v in self.lengthscale]}, "
+                f"outputscale={float(self.outputscale):.3g}, noise={float(self.noise):.3g})")
 
 # %% ../nbs/11_constraint_aware.ipynb #112e1c05
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

@@ -76,7 +76,7 @@ def set_seed(seed: int = 0, threads: int | None = None, deterministic: bool = Tr
     return seed
 
 # %% ../nbs/00_core.ipynb #5958b28f
-PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}
 
 def _has_avx2() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64"): return False
@@ -84,15 +84,15 @@ def _has_avx2() -> bool:
     except OSError: return False
 
 def pinned_kernel_env() -> dict[str, str]:
-    "Environment variables that fix torch's CPU kernels to AVX2 ({} without AVX2, or with $COMPRESS_PAPERS_NATIVE_KERNELS set)."
+    "Environment variables that fix torch's CPU kernels (ATen and oneDNN to AVX2, MKL to its compatible branch) ({} without AVX2 or with $COMPRESS_PAPERS_NATIVE_KERNELS set)."
     if os.environ.get("COMPRESS_PAPERS_NATIVE_KERNELS") or not _has_avx2(): return {}
     return dict(PINNED_KERNELS)
 
 def cpu_kernels() -> str:
-    "The CPU kernels in force: ATen's capability, and the oneDNN/MKL pins when set (e.g. 'AVX2 (pinned)')."
+    "The CPU kernels in force: ATen's capability, and the oneDNN/MKL pins when set (e.g. 'AVX2 (pinned, MKL compatible)')."
     cap = torch.backends.cpu.get_cpu_capability()
     pinned = all(os.environ.get(k) == v for k, v in PINNED_KERNELS.items())
-    return cap + (" (pinned)" if pinned else "")
+    return cap + (" (pinned, MKL compatible)" if pinned else "")
 
 # %% ../nbs/00_core.ipynb #6b213d31
 DEVICES = ("cpu", "cuda", "mps", "auto")
