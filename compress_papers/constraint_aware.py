@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import check_choice, check_int
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'LAYOUTS', 'KNOB_KINDS', 'matern52', 'one_thread', 'adam', 'GP', 'log_h', 'log_expected_improvement',
+__all__ = ['SCHEDULES', 'LAYOUTS', 'KNOB_KINDS', 'matern52', 'one_thread', 'GP', 'log_h', 'log_expected_improvement',
            'expected_improvement', 'log_prob_feasible', 'prob_feasible', 'log_constrained_ei', 'constrained_ei',
            'cooling_schedule', 'Search', 'Knob', 'Space', 'random_search', 'bayes_opt', 'bisection_uniform',
            'constraint_aware']
@@ -47,19 +47,6 @@ def one_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     try: yield
     finally: torch.set_num_threads(n)
-
-def adam(fn: Callable, theta: torch.Tensor, iters: int, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.Tensor:
-    """Minimise `fn(theta)` by `iters` Adam steps from `theta` (a flat tensor, updated in place): torch.optim.Adam's update,
-    written out for one tensor (the optimiser's own bookkeeping cost as much as a whole GP likelihood here)."""
-    b1, b2 = betas
-    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
-    theta.requires_grad_(True)
-    for t in range(1, iters + 1):
-        g, = torch.autograd.grad(fn(theta), theta)
-        with torch.no_grad():
-            m.lerp_(g, 1 - b1); v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            theta.addcdiv_(m, (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps), value=-lr / (1 - b1 ** t))
-    return theta.detach()
 
 class GP:
     """A GP regression of y on X (n, d): constant mean, Matern 5/2 ARD kernel with an output scale, Gaussian noise above
@@ -92,7 +79,10 @@ class GP:
         self.y, self.centre, self._eye = (y - self.mu) / self.sd, X.mean(0), torch.eye(len(X), dtype=torch.float64)
         warm = init is not None and init.X.shape[1] == X.shape[1]
         raw = init.raw.clone() if warm else torch.zeros(X.shape[1] + 3, dtype=torch.float64)   # warm start, or softplus(0)
-        self.raw = adam(self.neg_mll, raw, iters, lr)
+        raw.requires_grad_(True); opt = torch.optim.Adam([raw], lr=lr)   # one flat tensor: the optimiser's bookkeeping stays small
+        for _ in range(iters):
+            opt.zero_grad(); self.neg_mll(raw).backward(); opt.step()
+        self.raw = raw.detach()
         self.constant, self.lengthscale, self.outputscale, self.noise = self._hypers(self.raw)
         with torch.no_grad():   # the posterior's ingredients: L L^T = K + sigma^2 I, alpha = (K + sigma^2 I)^-1 (y - m)
             self.L = _cholesky(self.kernel(X, X) + self.noise * self._eye)

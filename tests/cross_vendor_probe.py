@@ -2,7 +2,7 @@
 plus a matrix product, least squares, a Cholesky factor and exp, saved to argv[1] for `test_cross_vendor.py` to compare
 between this processor and an emulated one (the same binaries under `qemu-x86_64 -cpu MODEL`)."""
 import os, sys
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn.functional as F
 from compress_papers.models import get_model
 
 torch.set_num_threads(int(os.environ.get("PROBE_THREADS", "2")))

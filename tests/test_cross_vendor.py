@@ -1,7 +1,7 @@
 """The pinned kernels compute the same bits on an AMD and an Intel processor: `cross_vendor_probe.py` runs natively and
 under QEMU's user-mode emulation of an Intel CPU (`qemu-x86_64 -cpu Skylake-Client-v4`: the same binaries, but Intel's
 CPUID, so MKL, oneDNN and ATen dispatch as on an Intel machine), and every tensor must be equal. Before the MKL pin was
-`COMPATIBLE` (it was `AVX2`, which MKL honours on Intel only), 81 of the probe's tensors differed on an AMD EPYC.
+`COMPATIBLE` (it was `AVX2`, which MKL honours on Intel only), 81 of 174 tensors of an earlier version of this probe differed on an AMD EPYC.
 Skipped where the emulator is missing (`make test` installs Debian's qemu-user) or on a non-x86-64 machine; on an Intel
 machine it compares Intel with Intel, and then says less."""
 import os, shutil, subprocess, sys
