@@ -14,7 +14,7 @@ from .core import check_int, default_threads, get_device
 
 # %% auto #0
 __all__ = ['LAYER_TYPES', 'OP_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
-           'unpack_codes', 'latency_ms', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes',
+           'unpack_codes', 'latency_ms', 'speed_probe', 'peak_activation_bytes', 'SavedTensors', 'saved_tensor_bytes',
            'check_input_shape', 'model_stats', 'latency_stats', 'time_by_type', 'non_tensor_share', 'blob_bytes']
 
 # %% ../nbs/05_measure.ipynb #8d9e1fd7
@@ -89,6 +89,34 @@ def latency_ms(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, 
             t = time.perf_counter(); model(x); sync(); times.append(time.perf_counter() - t)
     finally:
         torch.set_num_threads(old); model.train(was)
+    return 1000 * statistics.median(times)
+
+# %% ../nbs/05_measure.ipynb #f10b3214
+def speed_probe(threads: int | None = None, steps: int = 20, rounds: int = 5, warmup: int = 10) -> float:
+    """Median milliseconds of one SGD step (forward, backward, update) of a LeNet-5-shaped net on 32 random 28×28
+    images: `rounds` timings of `steps` steps each after `warmup` untimed steps, at `threads` threads (the default:
+    `default_threads()`; restored afterwards). The global random state is not touched."""
+    check_int("steps", steps, 1); check_int("rounds", rounds, 1); check_int("warmup", warmup, 0)
+    threads = default_threads() if threads is None else check_int("threads", threads, 1)
+    old = torch.get_num_threads(); torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                nn.Linear(84, 10))
+            x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        def step():
+            opt.zero_grad(set_to_none=True); nn.functional.cross_entropy(net(x), y).backward(); opt.step()
+        for _ in range(warmup): step()
+        times = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(steps): step()
+            times.append((time.perf_counter() - t) / steps)
+    finally:
+        torch.set_num_threads(old)
     return 1000 * statistics.median(times)
 
 # %% ../nbs/05_measure.ipynb #075c3882

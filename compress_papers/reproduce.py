@@ -14,7 +14,7 @@ from .data import DATASETS, _find_cifar, _find_imagenet
 from .results import figures_root, write_report
 
 # %% auto #0
-__all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters',
+__all__ = ['PAPERS', 'PLANNED', 'Paper', 'select_papers', 'render_html', 'notebook_parameters', 'check_parameters', 'probe_speed',
            'run_notebook', 'check_inputs', 'check_committed', 'check_jobs', 'reproduce', 'readme_blocks',
            'update_readme', 'compare_runs', 'train_main', 'main']
 
@@ -194,13 +194,24 @@ def _remove_stale(folder: Path, since: float) -> list[str]:
     for f in stale: f.unlink()
     return sorted(f.name for f in stale)
 
-def _record_runtime(out: Path, paper: str, seconds: float, size: str):
-    "Add the notebook's own run time to `<paper>/timings.json` (the notebook wrote the rest)."
+def probe_speed() -> float | None:
+    """`measure.speed_probe` in a fresh process with the notebooks' threads and kernel pins (ms per LeNet-5 training
+    step, rounded to 0.01): how fast the host was when a notebook finished. None if the probe could not run."""
+    import subprocess, sys
+    code = "from compress_papers.measure import speed_probe; print(speed_probe())"
+    with _env(OMP_NUM_THREADS=default_threads(), **pinned_kernel_env()):
+        try: r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired): return None
+    try: return round(float(r.stdout.split()[-1]), 2) if r.returncode == 0 else None
+    except (ValueError, IndexError): return None
+
+def _record_runtime(out: Path, paper: str, seconds: float, size: str, probe_ms: float | None = None):
+    "Add the notebook's own run time (and the machine's speed probe beside it) to `<paper>/timings.json` (the notebook wrote the rest)."
     from compress_papers.core import atomic_write_json, env_stamp
     p = out / paper / "timings.json"
     import json
     doc = json.loads(p.read_text()) if p.exists() else {"env": env_stamp(), "timings": {}}
-    doc["timings"]["notebook run"] = {"seconds": round(seconds, 1), "size": size}
+    doc["timings"]["notebook run"] = {"seconds": round(seconds, 1), "size": size, "probe_ms": probe_ms}
     atomic_write_json(p, doc)
 
 def _without_export(src_path: Path, dest: Path) -> Path:
@@ -217,7 +228,7 @@ def _without_export(src_path: Path, dest: Path) -> Path:
 def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: str = "mnist5k", data_root=None,
                  out: Path | None = None, cache: Path | None = None, nbs: Path | None = None,
                  runs: Path | None = None, html: bool | None = None) -> dict:
-    "Execute one paper's notebook with papermill; returns {'paper', 'status', 'seconds', 'error'}."
+    "Execute one paper's notebook with papermill; returns {'paper', 'status', 'seconds', 'probe_ms', 'error', 'executed'}."
     import papermill as pm
     nbs = Path(nbs or project_root() / "nbs"); runs = Path(runs or nbs / "_runs"); out = Path(out or figures_root())
     params = {"size": size, "device": device, "data": data, "data_root": None if data_root is None else str(data_root)}
@@ -232,12 +243,13 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
                                 cwd=str(nbs), progress_bar=False, log_output=False)
     except Exception as e:  # a failing notebook is reported, not fatal
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-    seconds = time.perf_counter() - t0
+    seconds, probe = time.perf_counter() - t0, None
     if status == "ok" and (out / paper.name).is_dir():   # only a run that succeeded replaces what the folder held
-        _remove_stale(out / paper.name, started); _record_runtime(out, paper.name, seconds, size)
+        probe = probe_speed()
+        _remove_stale(out / paper.name, started); _record_runtime(out, paper.name, seconds, size, probe)
     if status == "ok" and (html if html is not None else size == "full"):
         render_html(dest, out / paper.name / f"{paper.name}.html")
-    return {"paper": paper.name, "status": status, "seconds": round(seconds, 1), "error": error, "executed": str(dest)}
+    return {"paper": paper.name, "status": status, "seconds": round(seconds, 1), "probe_ms": probe, "error": error, "executed": str(dest)}
 
 # %% ../nbs/06_reproduce.ipynb #61c04112
 def check_inputs(size: str, device: str, data: str, data_root=None):
@@ -292,6 +304,7 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
     def done(r):
         p = registry[r["paper"]]; over = size == "full" and r["seconds"] > p.budget_s
         log(f"      {p.name}: {r['status']} in {r['seconds']:.1f} s" + (f" (over its {p.budget_s} s budget)" if over else "")
+            + (f"; machine probe {r['probe_ms']:.2f} ms/step" if r.get("probe_ms") is not None else "")
             + (f": {r['error']}" if r["error"] else ""))
         records.append(r)
     args = lambda p: (p, size, device, data, data_root, out, cache, nbs, runs, html)
@@ -324,15 +337,19 @@ def readme_blocks(root: Path | str | None = None, registry: dict | None = None) 
     import csv
     from compress_papers.results import load_results, load_timings
     root = Path(root or figures_root()); registry = PAPERS if registry is None else registry
-    blocks, rows, total = {}, ["| notebook | full run (s) | budget (s) |", "|---|---|---|"], 0.0
+    blocks, total = {}, 0.0
+    rows = ["| notebook | full run (s) | budget (s) | probe (ms/step) | commit |", "|---|---|---|---|---|"]
     for name, p in registry.items():
         if not (root / name / "results.json").exists(): continue
         tim, speed = load_timings(name, root, claims=True)
-        run = tim.get("notebook run", {})
-        if run.get("size") == "full": total += run["seconds"]
-        rows.append(f"| {name} | {run['seconds']:.0f} | {p.budget_s} |" if run.get("size") == "full" else f"| {name} | — | {p.budget_s} |")
-        blocks[f"claims-{name}"] = _claims_block(load_results(name, root), speed)
-    blocks["runtimes"] = "\n".join(rows + [f"| **total** | **{total:.0f} ({total / 60:.1f} min)** | {sum(p.budget_s for p in registry.values())} |"])
+        doc, run = load_results(name, root), tim.get("notebook run", {})
+        full = run.get("size") == "full"; probe = run.get("probe_ms") if full else None
+        sha = doc.get("env", {}).get("git", "")[:7] or "—"
+        if full: total += run["seconds"]
+        rows.append(f"| {name} | {run['seconds']:.0f} | {p.budget_s} | {'—' if probe is None else f'{probe:.2f}'} | {sha} |" if full
+                    else f"| {name} | — | {p.budget_s} | — | {sha} |")
+        blocks[f"claims-{name}"] = _claims_block(doc, speed)
+    blocks["runtimes"] = "\n".join(rows + [f"| **total** | **{total:.0f} ({total / 60:.1f} min)** | {sum(p.budget_s for p in registry.values())} | | |"])
     csv_path = root / "baselines" / "baselines.csv"
     if csv_path.exists():
         recs = list(csv.DictReader(csv_path.open()))
@@ -420,6 +437,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default=None, help="output folder (default: compressed/<model>)")
+    sub.add_parser("probe", help="how fast this machine is now: ms per LeNet-5 training step, the probe recorded beside every run time")
     rep = sub.add_parser("report", help="rebuild REPORT.md from saved results, without running anything")
     rep.add_argument("--out", default=None, help="figures folder (default: figures/ in the project)")
     return ap
@@ -461,6 +479,12 @@ def main(argv=None) -> int:
         print(f"{len(diffs)} difference(s) between {args.a} and {args.b}" + (" (verdicts and numbers)" if args.exact else " (verdicts)"))
         return 1 if diffs else 0
     if args.cmd == "train": return train_main(args, ap)
+    if args.cmd == "probe":
+        ms = probe_speed()
+        if ms is None: print("the speed probe could not run (see: python -c 'from compress_papers.measure import speed_probe; speed_probe()')"); return 1
+        print(f"{ms:.2f} ms per LeNet-5 training step at {default_threads()} thread(s): compare it with the probe column of the "
+              "README's run-time table (a smaller number is a faster machine)")
+        return 0
     if args.cmd == "compress":   # the one command that runs a paper module (the composition), imported on use
         from compress_papers.compose import compress_main
         return compress_main(args, ap)

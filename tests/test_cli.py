@@ -38,3 +38,10 @@ def test_report_rebuilds_from_saved_results(cli, tmp_path):
     r = cli("report", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "**reproduced**" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_probe_prints_the_machine_speed(cli_process):
+    r = cli_process("probe")                              # the number the run-time table shows beside every run time
+    assert r.returncode == 0, r.stderr
+    ms = float(r.stdout.split()[0])
+    assert ms > 0 and "ms per LeNet-5 training step" in r.stdout
