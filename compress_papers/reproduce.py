@@ -481,7 +481,9 @@ def main(argv=None) -> int:
     if args.cmd == "train": return train_main(args, ap)
     if args.cmd == "probe":
         ms = probe_speed()
-        if ms is None: print("the speed probe could not run (see: python -c 'from compress_papers.measure import speed_probe; speed_probe()')"); return 1
+        if ms is None:
+            print("the speed probe could not run: python -c 'from compress_papers.measure import speed_probe; speed_probe()' shows why", file=sys.stderr)
+            return 1
         print(f"{ms:.2f} ms per LeNet-5 training step at {default_threads()} thread(s): compare it with the probe column of the "
               "README's run-time table (a smaller number is a faster machine)")
         return 0
