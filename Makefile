@@ -20,7 +20,7 @@ PIN = $(shell $(BIN)/python -c "from compress_papers.core import pinned_kernel_e
 # must give the same verdicts (what another machine may see). CROSS holds only notebooks whose verdicts rest on paired
 # tests or margins that survive such a change; add each paper once its verdicts do.
 JOBS ?= 2
-DETERMINISM ?= baselines vaq
+DETERMINISM ?= baselines vaq int8-training deep-kmeans
 CROSS ?= baselines
 # Library tests: two pytest workers (a file each at a time), one thread each
 PYTEST_ARGS ?= -n 2 --dist loadfile

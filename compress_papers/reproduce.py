@@ -194,16 +194,21 @@ def _remove_stale(folder: Path, since: float) -> list[str]:
     for f in stale: f.unlink()
     return sorted(f.name for f in stale)
 
-def probe_speed() -> float | None:
+def probe_speed(raise_errors: bool = False) -> float | None:
     """`measure.speed_probe` in a fresh process with the notebooks' threads and kernel pins (ms per LeNet-5 training
-    step, rounded to 0.01): how fast the host was when a notebook finished. None if the probe could not run."""
+    step, rounded to 0.01): how fast the host was when a notebook finished. When the probe cannot run: None, or with
+    `raise_errors` a RuntimeError that says why."""
     import subprocess, sys
     code = "from compress_papers.measure import speed_probe; print(speed_probe())"
+    why = ""
     with _env(OMP_NUM_THREADS=default_threads(), **pinned_kernel_env()):
-        try: r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired): return None
-    try: return round(float(r.stdout.split()[-1]), 2) if r.returncode == 0 else None
-    except (ValueError, IndexError): return None
+        try:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            if r.returncode == 0: return round(float(r.stdout.split()[-1]), 2)
+            why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e: why = f"{type(e).__name__}: {e}"
+    if raise_errors: raise RuntimeError(f"the speed probe could not run ({sys.executable} -c {code!r}): {why}")
+    return None
 
 def _record_runtime(out: Path, paper: str, seconds: float, size: str, probe_ms: float | None = None):
     "Add the notebook's own run time (and the machine's speed probe beside it) to `<paper>/timings.json` (the notebook wrote the rest)."
@@ -245,7 +250,7 @@ def run_notebook(paper: Paper, size: str = "smoke", device: str = "cpu", data: s
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     seconds, probe = time.perf_counter() - t0, None
     if status == "ok" and (out / paper.name).is_dir():   # only a run that succeeded replaces what the folder held
-        probe = probe_speed()
+        probe = probe_speed() if size == "full" else None   # a smoke run's time means little; several at once would time each other
         _remove_stale(out / paper.name, started); _record_runtime(out, paper.name, seconds, size, probe)
     if status == "ok" and (html if html is not None else size == "full"):
         render_html(dest, out / paper.name / f"{paper.name}.html")
@@ -304,7 +309,8 @@ def reproduce(papers=None, size: str = "smoke", device: str = "cpu", data: str =
     def done(r):
         p = registry[r["paper"]]; over = size == "full" and r["seconds"] > p.budget_s
         log(f"      {p.name}: {r['status']} in {r['seconds']:.1f} s" + (f" (over its {p.budget_s} s budget)" if over else "")
-            + (f"; machine probe {r['probe_ms']:.2f} ms/step" if r.get("probe_ms") is not None else "")
+            + (f"; machine probe {r['probe_ms']:.2f} ms/step" if r.get("probe_ms") is not None else
+               "; the machine probe failed (compress-papers probe says why)" if size == "full" and r["status"] == "ok" else "")
             + (f": {r['error']}" if r["error"] else ""))
         records.append(r)
     args = lambda p: (p, size, device, data, data_root, out, cache, nbs, runs, html)
@@ -344,7 +350,7 @@ def readme_blocks(root: Path | str | None = None, registry: dict | None = None) 
         tim, speed = load_timings(name, root, claims=True)
         doc, run = load_results(name, root), tim.get("notebook run", {})
         full = run.get("size") == "full"; probe = run.get("probe_ms") if full else None
-        sha = doc.get("env", {}).get("git", "")[:7] or "—"
+        git = doc.get("env", {}).get("git", ""); sha = (git[:7] + ("-dirty" if git.endswith("-dirty") else "")) or "—"
         if full: total += run["seconds"]
         rows.append(f"| {name} | {run['seconds']:.0f} | {p.budget_s} | {'—' if probe is None else f'{probe:.2f}'} | {sha} |" if full
                     else f"| {name} | — | {p.budget_s} | — | {sha} |")
@@ -480,10 +486,8 @@ def main(argv=None) -> int:
         return 1 if diffs else 0
     if args.cmd == "train": return train_main(args, ap)
     if args.cmd == "probe":
-        ms = probe_speed()
-        if ms is None:
-            print("the speed probe could not run: python -c 'from compress_papers.measure import speed_probe; speed_probe()' shows why", file=sys.stderr)
-            return 1
+        try: ms = probe_speed(raise_errors=True)
+        except RuntimeError as e: print(e, file=sys.stderr); return 1
         print(f"{ms:.2f} ms per LeNet-5 training step at {default_threads()} thread(s): compare it with the probe column of the "
               "README's run-time table (a smaller number is a faster machine)")
         return 0

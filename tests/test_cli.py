@@ -45,3 +45,10 @@ def test_probe_prints_the_machine_speed(cli_process):
     assert r.returncode == 0, r.stderr
     ms = float(r.stdout.split()[0])
     assert ms > 0 and "ms per LeNet-5 training step" in r.stdout
+
+
+def test_probe_that_cannot_run_exits_1_saying_why(cli, monkeypatch):
+    import sys
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")   # the probe's fresh process cannot start
+    r = cli("probe")
+    assert r.returncode == 1 and "the speed probe could not run" in r.stderr and "/nonexistent/python" in r.stderr
