@@ -5,12 +5,14 @@
 # %% ../nbs/05_measure.ipynb #5c4315b4
 from __future__ import annotations
 import math, statistics, time
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .core import check_int, default_threads, get_device
+from .models import get_model
 
 # %% auto #0
 __all__ = ['LAYER_TYPES', 'OP_TYPES', 'TENSOR_TYPES', 'count_params', 'count_macs', 'dense_bytes', 'packed_bytes', 'pack_codes',
@@ -72,40 +74,42 @@ def unpack_codes(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     return (planes << torch.arange(bits, device=dev)).sum(1)
 
 # %% ../nbs/05_measure.ipynb #df83f8d3
+@contextmanager
+def _threads(threads: int | None):
+    "Run the block at `threads` CPU threads (None: `default_threads()`), then restore the count it found."
+    threads = default_threads() if threads is None else check_int("threads", threads, 1)
+    old = torch.get_num_threads(); torch.set_num_threads(threads)
+    try: yield
+    finally: torch.set_num_threads(old)
+
 @torch.no_grad()
 def latency_ms(model: nn.Module, input_shape=(1, 1, 28, 28), repeats: int = 20, warmup: int = 3, threads: int | None = None,
                device="cpu") -> float:
     "Median wall-clock milliseconds of one forward pass on `input_shape`, after warm-up, at fixed threads."
     device = get_device(device); check_int("repeats", repeats, 1); check_int("warmup", warmup, 0)
-    threads = default_threads() if threads is None else check_int("threads", threads, 1)
-    old = torch.get_num_threads(); torch.set_num_threads(threads)
     was = model.training; model.eval()
     x = torch.randn(*input_shape, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     try:
-        for _ in range(warmup): model(x)
-        sync(); times = []
-        for _ in range(repeats):
-            t = time.perf_counter(); model(x); sync(); times.append(time.perf_counter() - t)
+        with _threads(threads):
+            for _ in range(warmup): model(x)
+            sync(); times = []
+            for _ in range(repeats):
+                t = time.perf_counter(); model(x); sync(); times.append(time.perf_counter() - t)
     finally:
-        torch.set_num_threads(old); model.train(was)
+        model.train(was)
     return 1000 * statistics.median(times)
 
 # %% ../nbs/05_measure.ipynb #f10b3214
 def speed_probe(threads: int | None = None, steps: int = 20, rounds: int = 5, warmup: int = 10) -> float:
-    """Median milliseconds of one SGD step (forward, backward, update) of a LeNet-5-shaped net on 32 random 28×28
+    """Median milliseconds of one SGD step (forward, backward, update) of the zoo's LeNet-5 on 32 random 28×28
     images: `rounds` timings of `steps` steps each after `warmup` untimed steps, at `threads` threads (the default:
     `default_threads()`; restored afterwards). The global random state is not touched."""
     check_int("steps", steps, 1); check_int("rounds", rounds, 1); check_int("warmup", warmup, 0)
-    threads = default_threads() if threads is None else check_int("threads", threads, 1)
-    old = torch.get_num_threads(); torch.set_num_threads(threads)
-    try:
+    with _threads(threads):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
-                                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                                nn.Linear(84, 10))
-            x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+            net, x, y = get_model("lenet5"), torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         def step():
             opt.zero_grad(set_to_none=True); nn.functional.cross_entropy(net(x), y).backward(); opt.step()
@@ -115,8 +119,6 @@ def speed_probe(threads: int | None = None, steps: int = 20, rounds: int = 5, wa
             t = time.perf_counter()
             for _ in range(steps): step()
             times.append((time.perf_counter() - t) / steps)
-    finally:
-        torch.set_num_threads(old)
     return 1000 * statistics.median(times)
 
 # %% ../nbs/05_measure.ipynb #075c3882
